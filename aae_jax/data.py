@@ -1,0 +1,270 @@
+"""Datasets by their TFDS name, kept whole on the device(s).
+
+Two ways in:
+
+* Offline. When ``config.data.manual_dir`` or the environment variable
+  ``AAE_DATA_DIR`` names a folder holding ``<tfds name>/`` with the dataset's
+  official IDX files (``mnist``, ``fashion_mnist``), a small TFDS builder that
+  needs neither network nor TensorFlow reads them with gzip + NumPy and writes
+  ``array_record`` under the cache folder (``config.data.cache_dir``, else
+  ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``). Later runs reuse it.
+* Online. Without a local folder, ``tfds.data_source`` downloads and prepares the
+  dataset (``svhn_cropped`` goes this way).
+
+Splits: ``train`` is the training file without its last ``num_valid`` examples,
+``valid`` those last examples, ``test`` the test file. The test split is only for
+reported numbers, never for model selection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import os
+import pathlib
+
+from absl import logging
+import numpy as np
+
+from aae_jax import errors
+
+DATA_DIR_ENV = 'AAE_DATA_DIR'
+
+# TFDS names whose official distribution is the four IDX files below.
+IDX_DATASETS = ('mnist', 'fashion_mnist')
+IDX_FILES = {
+    'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+    'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'),
+}
+_IDX_IMAGE_MAGIC, _IDX_LABEL_MAGIC = 2051, 2049
+_IDX_BUILDER_DIR = 'aae_jax_idx'  # keeps our builds apart from TFDS's own
+
+
+class DataError(errors.UserError):
+  """A dataset that cannot be found, read or trusted; the message says the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  images: np.ndarray  # (N, H, W, C) float32 in [0, 1]
+  labels: np.ndarray  # (N,) int32
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  name: str
+  train: Split
+  valid: Split
+  test: Split
+  num_classes: int
+
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    return tuple(self.train.images.shape[1:])
+
+
+# ----------------------------------------------------------------------------
+# IDX files.
+
+
+EXPECTED_FILES = tuple(f for pair in IDX_FILES.values() for f in pair)
+
+
+def read_idx(path: pathlib.Path, magic: int) -> np.ndarray:
+  """Reads one gzip-compressed IDX file, checking its header against its size."""
+  try:
+    with gzip.open(path, 'rb') as f:
+      raw = f.read()
+  except (OSError, EOFError) as e:
+    raise DataError(f'{path}: not a readable gzip IDX file ({e}). Replace it with '
+                    f'the official file (see {DATA_DIR_ENV}).') from e
+  if len(raw) < 8 or int.from_bytes(raw[:4], 'big') != magic:
+    raise DataError(f'{path}: wrong IDX header (expected magic number {magic}).')
+  ndim = raw[3]
+  dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim)]
+  offset = 4 + 4 * ndim
+  if len(raw) - offset != int(np.prod(dims)):
+    raise DataError(f'{path}: header says {dims} but holds {len(raw) - offset} '
+                    'bytes of data; the file is truncated or corrupt.')
+  return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims)
+
+
+def write_idx(path: pathlib.Path, array: np.ndarray) -> None:
+  """Writes a uint8 array as a gzip-compressed IDX file (used to make test data)."""
+  array = np.asarray(array, np.uint8)
+  magic = _IDX_IMAGE_MAGIC if array.ndim == 3 else _IDX_LABEL_MAGIC
+  header = magic.to_bytes(4, 'big') + b''.join(
+      d.to_bytes(4, 'big') for d in array.shape)
+  with gzip.open(path, 'wb') as f:
+    f.write(header + array.tobytes())
+
+
+def _sha256(path: pathlib.Path) -> str:
+  h = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def verify_checksums(name: str, folder: pathlib.Path) -> None:
+  """Checks the files against the SHA-256 that TFDS registers for ``name``."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  registered = {info.filename: info.checksum
+                for info in tfds.builder_cls(name).url_infos.values()}
+  for filename in EXPECTED_FILES:
+    want = registered.get(filename)
+    if want is None:
+      continue
+    got = _sha256(folder / filename)
+    if got != want:
+      raise DataError(
+          f'{folder / filename}: SHA-256 {got} is not the official {want} that '
+          f'TFDS registers for {name}. Put the official file in {folder} (the '
+          f'folder {DATA_DIR_ENV} points to), or set '
+          '--config.data.verify_checksums=False for a dataset of your own.')
+
+
+# ----------------------------------------------------------------------------
+# A TF-free TFDS builder for the IDX family.
+
+
+def _idx_builder(name: str, data_dir: str):
+  """Returns a TFDS builder that prepares ``name`` from the IDX files."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  class IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """The official IDX files, as array_record, with each example's file index."""
+    VERSION = tfds.core.Version('1.0.0')
+    MANUAL_DOWNLOAD_INSTRUCTIONS = f'Put the four IDX files in {DATA_DIR_ENV}/{name}/.'
+
+    def _info(self):
+      # Tensor, not Image: encoding PNGs would need TensorFlow.
+      return tfds.core.DatasetInfo(
+          builder=self,
+          features=tfds.features.FeaturesDict({
+              'image': tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+              'label': tfds.features.ClassLabel(num_classes=10),
+              'index': np.int64,  # position in the file: TFDS shuffles records
+          }))
+
+    def _split_generators(self, dl_manager):
+      folder = pathlib.Path(dl_manager.manual_dir)
+      return {split: self._generate_examples(folder / images, folder / labels)
+              for split, (images, labels) in IDX_FILES.items()}
+
+    def _generate_examples(self, images_path, labels_path):
+      images = read_idx(images_path, _IDX_IMAGE_MAGIC)
+      labels = read_idx(labels_path, _IDX_LABEL_MAGIC)
+      if images.shape[1:] != (28, 28) or len(images) != len(labels):
+        raise DataError(f'{images_path}: {images.shape} images for '
+                        f'{len(labels)} labels; expected (N, 28, 28) and N labels.')
+      for i, (image, label) in enumerate(zip(images, labels)):
+        yield i, {'image': image[..., None], 'label': int(label), 'index': i}
+
+  IdxBuilder.name = name
+  return IdxBuilder(data_dir=data_dir, file_format='array_record')
+
+
+def _read_all(source) -> dict[str, np.ndarray]:
+  records = source.__getitems__(list(range(len(source))))
+  return {k: np.stack([r[k] for r in records]) for k in records[0]}
+
+
+def local_folder(manual_dir: str = '') -> pathlib.Path | None:
+  folder = manual_dir or os.environ.get(DATA_DIR_ENV, '')
+  return pathlib.Path(folder).expanduser() if folder else None
+
+
+def cache_dir(configured: str = '') -> str:
+  return os.path.expanduser(configured or os.environ.get('TFDS_DATA_DIR', '')
+                            or '~/tensorflow_datasets')
+
+
+def _load_idx(name: str, folder: pathlib.Path, cache: str, check: bool):
+  source_dir = folder / name
+  missing = [f for f in EXPECTED_FILES if not (source_dir / f).is_file()]
+  if missing:
+    raise DataError(
+        f'{DATA_DIR_ENV} (or config.data.manual_dir) is {str(folder)!r}, but '
+        f'{source_dir} lacks {", ".join(missing)}. It must hold {name}/ with the '
+        f'official files {", ".join(EXPECTED_FILES)}; unset {DATA_DIR_ENV} '
+        'to let TFDS download instead.')
+  builder = _idx_builder(name, os.path.join(cache, _IDX_BUILDER_DIR))
+  if not builder.is_prepared():
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    if check:
+      verify_checksums(name, source_dir)
+    logging.info('Preparing %s from %s into %s (once).', name, source_dir,
+                 builder.data_dir)
+    tfds.disable_progress_bar()
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(source_dir), try_download_gcs=False))
+  out = {}
+  for split in IDX_FILES:
+    arrays = _read_all(builder.as_data_source(split=split))
+    order = np.argsort(arrays.pop('index'))
+    out[split] = {k: v[order] for k, v in arrays.items()}
+  return out, builder.info.features['label'].num_classes
+
+
+def _load_tfds(name: str, cache: str):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  logging.info('No %s set: loading %s through TFDS (downloads if needed).',
+               DATA_DIR_ENV, name)
+  builder = tfds.builder(name, data_dir=cache)
+  builder.download_and_prepare(file_format='array_record')
+  raw = {split: {k: v for k, v in _read_all(builder.as_data_source(split)).items()
+                 if k in ('image', 'label')}
+         for split in ('train', 'test')}
+  return raw, builder.info.features['label'].num_classes
+
+
+def load(name: str, *, manual_dir: str = '', cache: str = '', num_valid: int = 10_000,
+         verify: bool = True) -> Dataset:
+  """Loads a dataset as float32 images in [0, 1] with train/valid/test splits.
+
+  Args:
+    name: the TFDS name, for example ``mnist``.
+    manual_dir: folder holding ``<name>/`` with the official files; falls back to
+      ``$AAE_DATA_DIR``; without either, TFDS downloads.
+    cache: where prepared datasets live (see ``cache_dir``).
+    num_valid: how many examples at the end of the training file form ``valid``.
+    verify: check the official SHA-256 of local files before preparing them.
+  """
+  folder = local_folder(manual_dir)
+  if folder is not None:
+    if name not in IDX_DATASETS:
+      raise DataError(
+          f'data.name={name!r} cannot be prepared offline from '
+          f'{DATA_DIR_ENV}={str(folder)!r}: only {", ".join(IDX_DATASETS)} are. '
+          f'Unset {DATA_DIR_ENV} to let TFDS download {name}.')
+    raw, num_classes = _load_idx(name, folder, cache_dir(cache), verify)
+  else:
+    raw, num_classes = _load_tfds(name, cache_dir(cache))
+  num_train_file = len(raw['train']['label'])
+  if not 0 < num_valid < num_train_file:
+    raise DataError(f'data.num_valid={num_valid} must be between 1 and '
+                    f'{num_train_file - 1} (the training file has '
+                    f'{num_train_file} examples).')
+
+  def split(arrays, lo, hi):
+    return Split(images=arrays['image'][lo:hi].astype(np.float32) / 255.0,
+                 labels=arrays['label'][lo:hi].astype(np.int32))
+
+  cut = num_train_file - num_valid
+  return Dataset(name=name,
+                 train=split(raw['train'], 0, cut),
+                 valid=split(raw['train'], cut, None),
+                 test=split(raw['test'], 0, None),
+                 num_classes=num_classes)
+
+
+def from_config(config) -> Dataset:
+  d = config.data
+  return load(d.name, manual_dir=d.manual_dir, cache=d.cache_dir,
+              num_valid=d.num_valid, verify=d.verify_checksums)

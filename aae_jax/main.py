@@ -1,0 +1,45 @@
+"""Trains and evaluates one experiment.
+
+    python -m aae_jax.main --config=configs/mnist_gaussian.py --workdir=runs/gaussian
+
+Rerunning the same command resumes from the workdir's latest checkpoint.
+"""
+
+import logging as std_logging
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from aae_jax import errors
+from aae_jax import train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py[:arg]).',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Where metrics, figures and checkpoints go.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _quiet_orbax(record) -> bool:
+  """Keeps Orbax's per-save INFO chatter out of the log; its warnings stay."""
+  return '/orbax/' not in record.pathname or record.levelno >= std_logging.WARNING
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  std_logging.getLogger('absl').addFilter(_quiet_orbax)
+  logging.info('JAX %s on %s', jax.__version__, jax.devices())
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except errors.UserError as e:
+    logging.error('%s', e)
+    sys.exit(f'aae_jax: {e}')
+
+
+if __name__ == '__main__':
+  app.run(main)

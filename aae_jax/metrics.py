@@ -1,0 +1,79 @@
+"""``metrics.jsonl`` writing and the progress line."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import time
+
+from absl import logging
+import numpy as np
+
+
+def _plain(value):
+  value = np.asarray(value)
+  return value.item() if value.ndim == 0 else value.tolist()
+
+
+class MetricWriter:
+  """Appends one JSON object per line: ``{"step": ..., "<prefix>/<name>": ...}``."""
+
+  def __init__(self, workdir: str | os.PathLike, enabled: bool = True):
+    self.path = pathlib.Path(workdir) / 'metrics.jsonl'
+    self.enabled = enabled
+
+  def write(self, step: int, metrics: dict) -> None:
+    if not self.enabled or not metrics:
+      return
+    record = {'step': int(step), **{k: _plain(v) for k, v in sorted(metrics.items())}}
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+
+  def truncate_after(self, step: int) -> None:
+    """Drops records past ``step`` (a resumed run writes them again, identically)."""
+    if not self.enabled or not self.path.exists():
+      return
+    lines = self.path.read_text().splitlines(keepends=True)
+    kept = [l for l in lines if l.strip() and json.loads(l)['step'] <= step]
+    if len(kept) != len(lines):
+      tmp = self.path.with_suffix('.jsonl.tmp')
+      tmp.write_text(''.join(kept))
+      os.replace(tmp, self.path)
+      logging.info('Resuming at step %d: dropped %d metric records written after it.',
+                   step, len(lines) - len(kept))
+
+
+def read(workdir: str | os.PathLike) -> list[dict]:
+  path = pathlib.Path(workdir) / 'metrics.jsonl'
+  return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
+
+
+class Progress:
+  """Steps/s over the last interval and the ETA, for the log line."""
+
+  def __init__(self, start_step: int, total_steps: int):
+    self.total = total_steps
+    self._step, self._time = start_step, time.perf_counter()
+
+  def restart(self, step: int) -> None:
+    """Starts the next interval now: time spent off the training loop is not counted."""
+    self._step, self._time = step, time.perf_counter()
+
+  def update(self, step: int) -> dict:
+    now = time.perf_counter()
+    rate = (step - self._step) / max(now - self._time, 1e-9)
+    self._step, self._time = step, now
+    return {'steps_per_sec': rate, 'eta_sec': (self.total - step) / max(rate, 1e-9)}
+
+  def line(self, step: int, rates: dict, metrics: dict) -> str:
+    shown = ' '.join(f'{k.split("/")[-1]}={v:.4g}' for k, v in sorted(metrics.items()))
+    return (f'step {step}/{self.total} | {rates["steps_per_sec"]:.1f} steps/s | '
+            f'ETA {_duration(rates["eta_sec"])} | {shown}')

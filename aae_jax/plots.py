@@ -1,0 +1,68 @@
+"""Figures written as PNG: latent scatters and image grids."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+
+
+def latent_scatter(codes: np.ndarray, labels: np.ndarray, path: str | os.PathLike,
+                   title: str = '', prior_samples: np.ndarray | None = None) -> None:
+  """Codes coloured by label (first two dimensions), next to prior samples if given."""
+  panels = 2 if prior_samples is not None else 1
+  fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5), squeeze=False)
+  ax = axes[0, 0]
+  points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap='tab10', s=2,
+                      vmin=-0.5, vmax=9.5, rasterized=True)
+  fig.colorbar(points, ax=ax, ticks=range(10))
+  ax.set_title(title + ('' if codes.shape[1] == 2 else f' (dims 0, 1 of {codes.shape[1]})'))
+  if prior_samples is not None:
+    ax2 = axes[0, 1]
+    ax2.scatter(prior_samples[:, 0], prior_samples[:, 1], s=2, c='gray', rasterized=True)
+    ax2.set_title('samples of the prior')
+    lims = np.percentile(np.concatenate([codes[:, :2], prior_samples[:, :2]]),
+                         [0.5, 99.5], axis=0)
+    for a in (ax, ax2):
+      a.set_xlim(lims[0, 0], lims[1, 0])
+      a.set_ylim(lims[0, 1], lims[1, 1])
+      a.set_aspect('equal')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def image_grid(images: np.ndarray, rows: int, path: str | os.PathLike, title: str = '') -> None:
+  """Tiles images (N, H, W, C) into ``rows`` rows; values are clipped to [0, 1]."""
+  n, h, w, c = images.shape
+  cols = -(-n // rows)
+  canvas = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1, c), np.float32)
+  for i, image in enumerate(np.clip(images, 0, 1)):
+    r, k = divmod(i, cols)
+    canvas[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + k * (w + 1):1 + k * (w + 1) + w] = image
+  fig = plt.figure(figsize=(max(3.0, cols * 0.45), max(3.0, rows * 0.45) + 0.4))
+  plt.imshow(canvas[..., 0] if c == 1 else canvas, cmap='gray' if c == 1 else None,
+             interpolation='nearest')
+  plt.axis('off')
+  if title:
+    plt.title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def percentile_grid(prior_samples: np.ndarray, n: int) -> np.ndarray:
+  """An n x n grid of codes at the prior's marginal percentiles of dims 0 and 1.
+
+  Percentiles (k + 0.5) / n of each marginal, estimated from ``prior_samples``;
+  further dimensions sit at their median. Rows run down dim 1, columns along dim 0.
+  """
+  q = (np.arange(n) + 0.5) / n * 100
+  grid_x = np.percentile(prior_samples[:, 0], q)
+  grid_y = np.percentile(prior_samples[:, 1], q)[::-1]
+  rest = np.median(prior_samples[:, 2:], axis=0)
+  return np.array([[x, y, *rest] for y in grid_y for x in grid_x], np.float32)

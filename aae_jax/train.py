@@ -1,0 +1,290 @@
+"""Train state, the compiled step and the training loop."""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import time
+from typing import Sequence
+
+from absl import logging
+import chex
+from flax import struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from aae_jax import checkpoint
+from aae_jax import data as data_lib
+from aae_jax import errors
+from aae_jax import evaluate
+from aae_jax import metrics as metrics_lib
+from aae_jax import parallel
+from aae_jax import phases as phases_lib
+from aae_jax import plots
+from aae_jax import priors
+
+_NOISE_STREAM, _ORDER_STREAM = 0, 1
+
+
+@struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar
+  params: dict  # module name -> parameters
+  opt_state: dict  # phase name -> optax state of the sub-trees it owns
+  rng: jax.Array  # raw uint32 key; noise and data order are functions of (rng, step)
+
+
+def create_train_state(phase_list: Sequence[phases_lib.Phase], params: dict,
+                       rng: chex.PRNGKey) -> TrainState:
+  opt_state = {p.name: p.tx.init({k: params[k] for k in p.owns}) for p in phase_list}
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=opt_state, rng=rng)
+
+
+def train_step(state: TrainState, batch: dict,
+               phase_list: Sequence[phases_lib.Phase]) -> tuple[TrainState, dict]:
+  """One step on this device's share of the batch: every phase, in order.
+
+  Each phase differentiates only the sub-trees it owns, averages its gradients
+  over the ``'batch'`` axis and applies its own optax transform; later phases
+  see the parameters earlier phases updated.
+  """
+  step_key = jax.random.fold_in(jax.random.fold_in(state.rng, _NOISE_STREAM), state.step)
+  params, opt_state, metrics = dict(state.params), dict(state.opt_state), {}
+  for i, phase in enumerate(phase_list):
+    owned = {k: params[k] for k in phase.owns}
+    frozen = {k: v for k, v in params.items() if k not in phase.owns}
+    key = jax.random.fold_in(step_key, i)
+
+    def objective(owned, frozen=frozen, key=key, phase=phase):
+      return phase.objective({**frozen, **owned}, batch, key)
+
+    (_, aux), grads = jax.value_and_grad(objective, has_aux=True)(owned)
+    grads = jax.lax.pmean(grads, parallel.AXIS)
+    updates, opt_state[phase.name] = phase.tx.update(grads, opt_state[phase.name], owned)
+    params.update(optax.apply_updates(owned, updates))
+    metrics.update(aux)
+  metrics = jax.lax.pmean(metrics, parallel.AXIS)
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def epoch_order(rng: chex.PRNGKey, epoch, num_examples: int) -> jax.Array:
+  """The order in which an epoch visits the training set: a function of (rng, epoch)."""
+  key = jax.random.fold_in(jax.random.fold_in(rng, _ORDER_STREAM), epoch)
+  return jax.random.permutation(key, num_examples)
+
+
+def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps: int):
+  """A per-device function running ``num_steps`` steps with ``lax.scan``.
+
+  Batches are drawn on the device from the resident training set: epoch e
+  visits it in ``epoch_order(rng, e)``; step s takes the (s mod steps/epoch)-th
+  slice of ``batch_size``, of which this device takes its contiguous share.
+  """
+  local = batch_size // num_devices
+
+  def chunk(state: TrainState, images: jax.Array, labels: jax.Array):
+    num_examples = images.shape[0]
+    steps_per_epoch = num_examples // batch_size
+    device = jax.lax.axis_index(parallel.AXIS)
+    offset = device * local
+    positions = offset + jnp.arange(local)
+
+    def body(carry, _):
+      state, order = carry
+      step_in_epoch = state.step % steps_per_epoch
+      order = jax.lax.cond(
+          step_in_epoch == 0,
+          lambda: epoch_order(state.rng, state.step // steps_per_epoch, num_examples),
+          lambda: order)
+      idx = jax.lax.dynamic_slice(order, (step_in_epoch * batch_size + offset,), (local,))
+      batch = {'x': images[idx], 'label': labels[idx], 'position': positions}
+      state, metrics = train_step(state, batch, phase_list)
+      return (state, order), metrics
+
+    first = epoch_order(state.rng, state.step // steps_per_epoch, num_examples)
+    (state, _), metrics = jax.lax.scan(body, (state, first), None, length=num_steps)
+    return state, metrics
+
+  return chunk
+
+
+# ----------------------------------------------------------------------------
+# Building an experiment from its config.
+
+
+@struct.dataclass
+class Experiment:
+  aae: phases_lib.AAE = struct.field(pytree_node=False)
+  phases: tuple = struct.field(pytree_node=False)
+  state: TrainState
+  steps_per_epoch: int = struct.field(pytree_node=False)
+
+
+def build(config, dataset: data_lib.Dataset) -> Experiment:
+  """The modules, phases and initial state that ``config`` describes."""
+  num_train = len(dataset.train)
+  if not 0 < config.batch_size <= num_train:
+    raise errors.UserError(f'batch_size={config.batch_size} must be between 1 and the '
+                     f'{num_train} training examples.')
+  steps_per_epoch = num_train // config.batch_size
+  prior = priors.from_config(config.prior)
+  data_dim = int(np.prod(dataset.image_shape))
+  aae = phases_lib.aae_from_config(config, prior, data_dim)
+  if prior.dim != aae.encoder.code_dim:
+    raise errors.UserError(f'model.code_dim={aae.encoder.code_dim} differs from the prior '
+                     f'{prior.name!r} of dimension {prior.dim}; make them equal.')
+  phase_list = phases_lib.aae_phases(aae, config, steps_per_epoch)
+  init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  state = create_train_state(phase_list, aae.init(init_key, data_dim), train_key)
+  return Experiment(aae=aae, phases=phase_list, state=state,
+                    steps_per_epoch=steps_per_epoch)
+
+
+# ----------------------------------------------------------------------------
+# The loop.
+
+
+def _check_intervals(config) -> None:
+  for field in ('num_train_steps', 'eval_every', 'checkpoint_every', 'log_every',
+                'steps_per_dispatch'):
+    if config[field] <= 0:
+      raise errors.UserError(f'{field}={config[field]} must be a positive number of steps.')
+
+
+def _next_stop(step: int, config) -> int:
+  """The next step at which the loop must be on the host (log, eval, save, end)."""
+  stops = [config.num_train_steps, step + config.steps_per_dispatch]
+  for every in (config.log_every, config.eval_every, config.checkpoint_every):
+    stops.append((step // every + 1) * every)
+  return min(stops)
+
+
+def _record_config(config, workdir: pathlib.Path) -> None:
+  path = workdir / 'config.json'
+  text = config.to_json_best_effort(indent=2, sort_keys=True)
+  if path.exists() and path.read_text() != text:
+    logging.warning('%s differs from this run\'s config; keeping the first one and '
+                    'writing this run\'s to config.latest.json.', path)
+    path = workdir / 'config.latest.json'
+  path.write_text(text)
+
+
+def write_figures(evaluator: evaluate.Evaluator, params, dataset: data_lib.Dataset,
+                  test_codes: np.ndarray, directory: pathlib.Path, step: int) -> None:
+  """Test codes by label, decoded prior percentiles, prior samples, reconstructions."""
+  directory.mkdir(parents=True, exist_ok=True)
+  prior = evaluator.aae.prior
+  samples = np.asarray(prior.sample(jax.random.PRNGKey(step), 20_000))
+  shape = dataset.image_shape
+  plots.latent_scatter(test_codes, dataset.test.labels, directory / 'latent_test.png',
+                       f'test codes at step {step}', prior_samples=samples[:len(test_codes)])
+  n = 20
+  grid = evaluator.decode(params, plots.percentile_grid(samples, n))
+  plots.image_grid(grid.reshape((-1,) + shape), n, directory / 'prior_grid.png',
+                   'decoded grid of prior percentiles')
+  decoded = evaluator.decode(params, samples[:100])
+  plots.image_grid(decoded.reshape((-1,) + shape), 10, directory / 'samples.png',
+                   'decoded prior samples')
+  originals = dataset.test.images[:50]
+  z, _, _ = evaluator.codes(params, originals)
+  recon = evaluator.decode(params, z).reshape((-1,) + shape)
+  pairs = np.stack([originals, recon], axis=1).reshape((-1,) + shape)
+  plots.image_grid(pairs, 10, directory / 'reconstructions.png',
+                   'test images (odd columns) and reconstructions')
+
+
+def evaluate_all(evaluator, params, dataset) -> tuple[dict, np.ndarray]:
+  valid, _ = evaluator.split_metrics(params, 'valid', dataset.valid.images)
+  test, test_codes = evaluator.split_metrics(params, 'test', dataset.test.images)
+  return {**valid, **test}, test_codes
+
+
+def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = None) -> dict:
+  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint.
+
+  Returns the final evaluation metrics.
+  """
+  _check_intervals(config)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  dp = parallel.DataParallel(config.parallel.backend)
+  dp.check_batch_size(config.batch_size)
+  dataset = dataset or data_lib.from_config(config)
+  exp = build(config, dataset)
+  logging.info('%s: %d train / %d valid / %d test examples, %d steps per epoch, '
+               '%d device(s) via %s.', dataset.name, len(dataset.train),
+               len(dataset.valid), len(dataset.test), exp.steps_per_epoch,
+               dp.num_devices, dp.backend)
+  _record_config(config, workdir)
+
+  writer = metrics_lib.MetricWriter(workdir)
+  ckpt = checkpoint.Checkpointer(workdir / 'checkpoints', keep=config.checkpoints_to_keep)
+  state = exp.state
+  start = ckpt.latest_step() or 0
+  if start:
+    state = ckpt.restore(start, state)
+    writer.truncate_after(start)
+    logging.info('Resumed from %s at step %d.', ckpt.manager.directory, start)
+  total = config.num_train_steps
+  evaluator = evaluate.Evaluator(exp.aae, batch_size=config.eval_batch_size, seed=config.seed)
+  if start >= total:
+    logging.info('Already trained for %d steps; evaluating only.', start)
+    return evaluate_all(evaluator, jax.device_get(state.params), dataset)[0]
+
+  train = dataset.train
+  images = dp.replicate(train.images.reshape(len(train), -1))
+  labels = dp.replicate(train.labels)
+  dev_state = dp.replicate(state)
+  del state
+
+  @functools.cache
+  def compiled(num_steps: int):
+    return dp.compile(make_train_chunk(exp.phases, batch_size=config.batch_size,
+                                       num_devices=dp.num_devices, num_steps=num_steps))
+
+  progress = metrics_lib.Progress(start, total)
+  pending, final = [], {}
+  step, train_seconds, t0 = start, 0.0, time.perf_counter()
+  while step < total:
+    num_steps = _next_stop(step, config) - step
+    dev_state, chunk_metrics = compiled(num_steps)(dev_state, images, labels)
+    step += num_steps
+    pending.append(chunk_metrics)
+    if len(pending) > 1:  # at most two dispatches in flight
+      jax.block_until_ready(pending[-2])
+    if step % config.log_every and step < total:
+      continue
+    host = jax.device_get(pending)
+    pending = []
+    means = {k: float(np.mean(np.concatenate([np.atleast_1d(h[k]) for h in host])))
+             for k in host[0]}
+    train_seconds += time.perf_counter() - t0
+    rates = progress.update(step)
+    logging.info(progress.line(step, rates, means))
+    record = {**means, 'train/steps_per_sec': rates['steps_per_sec'],
+              'train/epoch': step / exp.steps_per_epoch}
+    if not all(np.isfinite(v) for v in means.values()):
+      writer.write(step, record)
+      raise FloatingPointError(f'non-finite training metrics at step {step}: {means}')
+    if step % config.eval_every == 0 or step == total:
+      params = jax.device_get(dp.unreplicate(dev_state).params)
+      final, test_codes = evaluate_all(evaluator, params, dataset)
+      record.update(final)
+      write_figures(evaluator, params, dataset, test_codes, workdir / 'figures', step)
+    if step == total:
+      record.update({'run/train_seconds': train_seconds,
+                     'run/steps_per_sec': (total - start) / max(train_seconds, 1e-9)})
+    writer.write(step, record)
+    if step % config.checkpoint_every == 0 or step == total:
+      ckpt.save(step, jax.tree.map(lambda x: x.copy(), dp.unreplicate(dev_state)))
+    progress.restart(step)  # eval, figures and saving do not count as training time
+    t0 = time.perf_counter()
+  ckpt.wait()
+  ckpt.close()
+  logging.info('Done: %d steps in %.1f s of training (%.2f steps/s).', total - start,
+               train_seconds, (total - start) / max(train_seconds, 1e-9))
+  return final

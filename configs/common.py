@@ -1,0 +1,67 @@
+"""Defaults shared by every experiment; experiment files override them."""
+
+import ml_collections
+
+
+def optimizer(name='adam', lr=1e-3, *, momentum=0.9, b1=0.9, b2=0.999,
+              decay_epochs=(), decay_factor=0.1, clip=0.0):
+  """One phase's optimizer: 'sgd' (with momentum) or 'adam', step-decayed by epoch."""
+  return ml_collections.ConfigDict(dict(
+      name=name, lr=lr, momentum=momentum, b1=b1, b2=b2,
+      decay_epochs=tuple(decay_epochs), decay_factor=decay_factor, clip=clip))
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.batch_size = 100
+  c.num_train_steps = 10_000
+  c.steps_per_dispatch = 100  # steps per device round trip (lax.scan)
+  c.log_every = 500
+  c.eval_every = 2_500
+  c.checkpoint_every = 2_500
+  c.checkpoints_to_keep = 3
+  c.eval_batch_size = 1_000
+
+  # manual_dir: folder holding <name>/ with the official files; '' means
+  # $AAE_DATA_DIR, and without it TFDS downloads. cache_dir: where prepared
+  # datasets go ('' means $TFDS_DATA_DIR or ~/tensorflow_datasets).
+  c.data = ml_collections.ConfigDict(dict(
+      name='mnist', manual_dir='', cache_dir='', num_valid=10_000,
+      verify_checksums=True))
+  c.parallel = ml_collections.ConfigDict(dict(backend='shard_map'))  # or 'pmap'
+
+  # Every prior's fields live here; each prior reads its own (see priors.py).
+  c.prior = ml_collections.ConfigDict(dict(
+      name='gaussian', dim=2, std=1.0,  # gaussian
+      low=-1.0, high=1.0,  # uniform
+      num_components=10, radius=4.0, radial_std=1.0, tangential_std=0.25,  # mog
+      scale=3.0, noise_std=0.1))  # swiss_roll (num_components too)
+
+  c.model = ml_collections.ConfigDict(dict(
+      encoder='deterministic',  # or 'gaussian', 'universal'
+      hidden=(1000, 1000), code_dim=2,
+      noise_dim=0,  # eta's size for the universal encoder
+      input_noise_std=0.0,  # on the encoder's input, training only
+      disc_hidden=(1000, 1000), disc_input_noise_std=0.0,
+      init_std=0.01,  # N(0, 0.01^2) weights as in the paper; 0 for LeCun normal
+      output_activation='sigmoid'))
+  c.loss = ml_collections.ConfigDict(dict(reconstruction='bernoulli'))
+  c.optim = ml_collections.ConfigDict(dict(
+      recon=optimizer('adam', 1e-3),
+      disc=optimizer('adam', 1e-4, b1=0.5),
+      gen=optimizer('adam', 1e-4, b1=0.5)))
+  return c
+
+
+def smoke(c):
+  """Shrinks a config to a few seconds: tiny networks, 4 steps, tiny splits."""
+  c.batch_size = 20
+  c.num_train_steps = 4
+  c.steps_per_dispatch = 2
+  c.log_every = c.eval_every = c.checkpoint_every = 2
+  c.eval_batch_size = 50
+  c.data.num_valid = 100
+  c.model.hidden = (32, 32)
+  c.model.disc_hidden = (32, 32)
+  return c

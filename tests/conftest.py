@@ -1,0 +1,55 @@
+"""Test set-up: 4 fake CPU devices (set before JAX starts) and a tiny IDX dataset."""
+
+import os
+
+# Four, not more: many fake devices on 2 cores can stall XLA's CPU collectives.
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=4').strip()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import numpy as np  # pylint: disable=wrong-import-position
+import pytest  # pylint: disable=wrong-import-position
+
+from aae_jax import data  # pylint: disable=wrong-import-position
+
+NUM_TRAIN_FILE, NUM_TEST_FILE = 600, 200
+
+
+def fake_digits(rng: np.random.Generator, n: int):
+  """n 28x28 images whose label is the row band a bright bar sits in."""
+  labels = rng.integers(0, 10, size=n).astype(np.uint8)
+  images = rng.integers(0, 40, size=(n, 28, 28)).astype(np.uint8)
+  for image, label in zip(images, labels):
+    top = 2 + 2 * int(label)
+    image[top:top + 3, 4:24] = 255
+  return images, labels
+
+
+def write_idx_dataset(folder, name='mnist', seed=0):
+  """Writes the four official IDX file names under ``folder/name``; returns the arrays."""
+  rng = np.random.default_rng(seed)
+  target = folder / name
+  target.mkdir(parents=True, exist_ok=True)
+  arrays = {}
+  for split, n in (('train', NUM_TRAIN_FILE), ('test', NUM_TEST_FILE)):
+    images, labels = fake_digits(rng, n)
+    image_file, label_file = data.IDX_FILES[split]
+    data.write_idx(target / image_file, images)
+    data.write_idx(target / label_file, labels)
+    arrays[split] = (images, labels)
+  return arrays
+
+
+@pytest.fixture(scope='session')
+def idx_root(tmp_path_factory):
+  """A folder laid out like AAE_DATA_DIR, holding a tiny generated ``mnist``."""
+  root = tmp_path_factory.mktemp('idx_data')
+  write_idx_dataset(root)
+  return root
+
+
+@pytest.fixture(scope='session')
+def tiny_dataset(idx_root, tmp_path_factory):
+  cache = tmp_path_factory.mktemp('tfds_cache')
+  return data.load('mnist', manual_dir=str(idx_root), cache=str(cache), num_valid=100,
+                   verify=False)

@@ -1,0 +1,101 @@
+"""The train step: phases in order, each updating only what it owns; batches on device."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aae_jax import parallel
+from aae_jax import train
+from tests import helpers
+
+
+@pytest.fixture(scope='module')
+def exp(tiny_dataset):
+  return train.build(helpers.smoke_config(), tiny_dataset)
+
+
+def _batch(dataset, n=20):
+  x = jnp.asarray(dataset.train.images[:n].reshape(n, -1))
+  return {'x': x, 'label': jnp.asarray(dataset.train.labels[:n]), 'position': jnp.arange(n)}
+
+
+def run_step(state, batch, phase_list):
+  """train_step on one device: vmap over a size-1 'batch' axis provides the pmean."""
+  stacked = jax.tree.map(lambda x: x[None], (state, batch))
+  fn = jax.vmap(lambda s, b: train.train_step(s, b, phase_list), axis_name=parallel.AXIS)
+  return jax.tree.map(lambda x: x[0], fn(*stacked))
+
+
+def _changed(before, after):
+  return {k: not all(np.array_equal(a, b) for a, b in
+                     zip(jax.tree.leaves(before[k]), jax.tree.leaves(after[k])))
+          for k in before}
+
+
+def test_one_step_lowers_the_reconstruction_loss(exp, tiny_dataset):
+  batch = _batch(tiny_dataset)
+  key = jax.random.PRNGKey(1)
+  before, _ = exp.aae.reconstruction_objective(exp.state.params, batch, key)
+  state, metrics = run_step(exp.state, batch, exp.phases)
+  after, _ = exp.aae.reconstruction_objective(state.params, batch, key)
+  assert float(after) < float(before)
+  assert int(state.step) == 1
+  assert set(metrics) >= {'train/recon_loss', 'train/disc_loss', 'train/gen_loss'}
+
+
+@pytest.mark.parametrize('index', [0, 1, 2])
+def test_each_phase_changes_only_the_parameters_it_owns(exp, tiny_dataset, index):
+  phase = exp.phases[index]
+  state, _ = run_step(exp.state, _batch(tiny_dataset), (phase,))
+  changed = _changed(exp.state.params, state.params)
+  assert changed == {k: k in phase.owns for k in changed}, phase.name
+  for other in exp.phases:
+    same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(exp.state.opt_state[other.name]),
+                                                    jax.tree.leaves(state.opt_state[other.name])))
+    assert same == (other.name != phase.name)
+
+
+def test_phases_run_in_order_on_updated_parameters(exp, tiny_dataset):
+  """The step equals applying recon, then disc, then gen by hand, each seeing the last."""
+  batch = _batch(tiny_dataset)
+  state, _ = run_step(exp.state, batch, exp.phases)
+  params = dict(exp.state.params)
+  step_key = jax.random.fold_in(jax.random.fold_in(exp.state.rng, 0), 0)
+  for i, phase in enumerate(exp.phases):
+    owned = {k: params[k] for k in phase.owns}
+    key = jax.random.fold_in(step_key, i)
+    grads = jax.grad(lambda o: phase.objective({**params, **o}, batch, key)[0])(owned)
+    updates, _ = phase.tx.update(grads, exp.state.opt_state[phase.name], owned)
+    params.update(jax.tree.map(lambda p, u: p + u, owned, updates))
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_epoch_order_is_a_seeded_permutation():
+  rng = jax.random.PRNGKey(3)
+  a, b = train.epoch_order(rng, 0, 50), train.epoch_order(rng, 1, 50)
+  np.testing.assert_array_equal(np.sort(a), np.arange(50))
+  assert not np.array_equal(a, b)
+  np.testing.assert_array_equal(a, train.epoch_order(rng, 0, 50))
+
+
+def test_a_chunk_visits_every_training_example_once_per_epoch(exp, tiny_dataset):
+  """Batches drawn on device follow epoch_order, across epoch and chunk boundaries."""
+  def record(params, batch, key):
+    return jnp.zeros(()), {'index': batch['label']}  # labels hold example indices here
+
+  spy = train.phases_lib.Phase('spy', ('decoder',), record, exp.phases[0].tx)
+  state = train.create_train_state((spy,), exp.state.params, exp.state.rng)
+  spy_exp = exp.replace(phases=(spy,), state=state)
+  n = len(tiny_dataset.train)
+  indexed = tiny_dataset.train.__class__(images=tiny_dataset.train.images,
+                                         labels=np.arange(n, dtype=np.int32))
+  data = tiny_dataset.__class__(name='x', train=indexed, valid=tiny_dataset.valid,
+                                test=tiny_dataset.test, num_classes=10)
+  steps_per_epoch = n // 20
+  _, metrics = helpers.run_chunks(spy_exp, data, 'shard_map', 1,
+                                  [7, steps_per_epoch * 2 - 7], batch_size=20)
+  seen = np.concatenate([m['index'] for m in metrics]).reshape(2, -1)
+  for epoch in range(2):
+    np.testing.assert_array_equal(seen[epoch], train.epoch_order(state.rng, epoch, n))
