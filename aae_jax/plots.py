@@ -25,8 +25,11 @@ def latent_scatter(codes: np.ndarray, labels: np.ndarray, path: str | os.PathLik
     ax2 = axes[0, 1]
     ax2.scatter(prior_samples[:, 0], prior_samples[:, 1], s=2, c='gray', rasterized=True)
     ax2.set_title('samples of the prior')
-    lims = np.percentile(np.concatenate([codes[:, :2], prior_samples[:, :2]]),
-                         [0.5, 99.5], axis=0)
+    # Wide enough for the prior's bulk and for codes that stray outside it.
+    code_lims = np.percentile(codes[:, :2], [0.5, 99.5], axis=0)
+    prior_lims = np.percentile(prior_samples[:, :2], [0.1, 99.9], axis=0)
+    lims = np.stack([np.minimum(code_lims[0], prior_lims[0]),
+                     np.maximum(code_lims[1], prior_lims[1])])
     for a in (ax, ax2):
       a.set_xlim(lims[0, 0], lims[1, 0])
       a.set_ylim(lims[0, 1], lims[1, 1])

@@ -35,6 +35,14 @@ def test_uniform_moments_and_log_prob():
   assert log_p[1] == -np.inf
 
 
+def _mass_on_grid(prior, half_width, points):
+  """Riemann sum of exp(log_prob) over a square grid: 1 for a normalised 2-D density."""
+  g = np.linspace(-half_width, half_width, points)
+  xx, yy = np.meshgrid(g, g)
+  grid = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], 1), jnp.float32)
+  return np.exp(np.asarray(prior.log_prob(grid), np.float64)).sum() * (g[1] - g[0])**2
+
+
 def _mog_brute_force(prior, z):
   """Mixture density with explicit covariance matrices, in NumPy float64."""
   total = np.zeros(len(z))
@@ -54,11 +62,7 @@ def test_mixture_log_prob_matches_brute_force_and_normalises():
   z = np.random.default_rng(0).normal(size=(50, 2)) * 4
   np.testing.assert_allclose(prior.log_prob(jnp.asarray(z, jnp.float32)),
                              _mog_brute_force(prior, z), rtol=1e-4, atol=1e-4)
-  g = np.linspace(-9, 9, 601)
-  xx, yy = np.meshgrid(g, g)
-  grid = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], 1), jnp.float32)
-  mass = np.exp(np.asarray(prior.log_prob(grid), np.float64)).sum() * (g[1] - g[0])**2
-  assert abs(mass - 1.0) < 2e-3
+  assert abs(_mass_on_grid(prior, half_width=9.0, points=601) - 1.0) < 2e-3
 
 
 def test_mixture_labels_pick_their_component():
@@ -78,11 +82,7 @@ def test_swiss_roll_log_prob_is_a_normalised_density_close_to_a_fine_quadrature(
   fine = priors.SwissRoll(quadrature_points=100_000)
   z = prior.sample(KEY, 50)
   np.testing.assert_allclose(prior.log_prob(z), fine.log_prob(z), atol=2e-2)
-  g = np.linspace(-3.6, 3.6, 181)
-  xx, yy = np.meshgrid(g, g)
-  grid = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], 1), jnp.float32)
-  mass = np.exp(np.asarray(prior.log_prob(grid), np.float64)).sum() * (g[1] - g[0])**2
-  assert abs(mass - 1.0) < 1e-2
+  assert abs(_mass_on_grid(prior, half_width=3.6, points=181) - 1.0) < 1e-2
 
 
 def test_swiss_roll_labels_pick_their_section():
