@@ -3,7 +3,9 @@
     python -m aae_jax.main --config=configs/mnist_gaussian.py --workdir=runs/mnist_gaussian
 
 Variants: ``configs/mnist_gaussian.py:smoke`` (tests).
-Measured: see README (results/mnist_gaussian).
+Measured (results/mnist_gaussian, 2-core CPU): after 15,000 steps (30 epochs, 958 s at
+15.7 steps/s sharing the cores with another run) the test codes' mean is (-0.039, -0.015)
+and their covariance [[0.963, 0.017], [0.017, 0.954]]; reconstruction NLL 150.9 nats.
 """
 
 from configs import common

@@ -3,7 +3,9 @@
     python -m aae_jax.main --config=configs/mnist_mog.py --workdir=runs/mnist_mog
 
 Variants: ``configs/mnist_mog.py:smoke`` (tests).
-Measured: see README.
+Measured (results/mnist_mog, 2-core CPU): after 15,000 steps (30 epochs, 937 s at
+16.0 steps/s sharing the cores) the test codes follow the ten arms; their mean is within
+0.14 prior std and their covariance within 11 % of the prior's; reconstruction NLL 147.4.
 """
 
 from configs import common

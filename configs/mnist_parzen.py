@@ -5,7 +5,7 @@
 The Parzen-window log-likelihood of its samples (paper: 340 +- 2 nats with 10K
 samples) is computed by the evaluation of a later issue; this config trains the
 model. Variants: ``configs/mnist_parzen.py:smoke`` (tests).
-Measured: see README.
+Not yet measured on real data: the Parzen evaluation comes with a later issue.
 """
 
 from configs import common

@@ -41,7 +41,7 @@ def test_same_state_and_metrics_as_one_device(runs, other):
 def test_training_moved_the_parameters(runs):
   exp, runs = runs
   state, _ = runs[('shard_map', 1)]
-  moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(exp.state.params),
+  moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(exp.state.params),
                                                  jax.tree.leaves(state.params))]
   assert all(moved)
 
