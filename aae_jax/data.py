@@ -236,6 +236,10 @@ def load(name: str, *, manual_dir: str = '', cache: str = '', num_valid: int = 1
     num_valid: how many examples at the end of the training file form ``valid``.
     verify: check the official SHA-256 of local files before preparing them.
   """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if name not in IDX_DATASETS and name not in tfds.list_builders(with_community_datasets=False):
+    raise DataError(f'data.name={name!r} is not a TFDS dataset; use a TFDS name such as '
+                    f'{", ".join(IDX_DATASETS)} or svhn_cropped.')
   folder = local_folder(manual_dir)
   if folder is not None:
     if name not in IDX_DATASETS:
@@ -262,6 +266,32 @@ def load(name: str, *, manual_dir: str = '', cache: str = '', num_valid: int = 1
                  valid=split(raw['train'], cut, None),
                  test=split(raw['test'], 0, None),
                  num_classes=num_classes)
+
+
+def labelled_subset(labels: np.ndarray, num_labels: int, num_classes: int,
+                    seed: int) -> np.ndarray:
+  """Sorted indices of a class-balanced labelled subset of a split, drawn with ``seed``.
+
+  Draw it from the training split only, never from validation or test.
+  """
+  if num_labels <= 0 or num_labels % num_classes:
+    raise DataError(f'data.num_labels={num_labels} must be a positive multiple of the '
+                    f'{num_classes} classes (the labelled set is class-balanced), '
+                    'such as 100 or 1000.')
+  if num_labels > len(labels):
+    raise DataError(f'data.num_labels={num_labels} is more than the {len(labels)} '
+                    'examples of the training split; ask for fewer labels.')
+  per_class = num_labels // num_classes
+  rng = np.random.default_rng(seed)
+  chosen = []
+  for c in range(num_classes):
+    members = np.flatnonzero(labels == c)
+    if len(members) < per_class:
+      raise DataError(f'data.num_labels={num_labels} needs {per_class} examples of '
+                      f'class {c}, but the training split has {len(members)}; ask for '
+                      'fewer labels.')
+    chosen.append(rng.choice(members, per_class, replace=False))
+  return np.sort(np.concatenate(chosen))
 
 
 def from_config(config) -> Dataset:

@@ -29,6 +29,19 @@ def _quiet_orbax(record) -> bool:
   return '/orbax/' not in record.pathname or record.levelno >= std_logging.WARNING
 
 
+def parse_flags(argv):
+  """absl's parser, with config override mistakes reported in one line."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'aae_jax: {e}')
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    # ml_collections raises these for an override of a field that does not
+    # exist (with a "did you mean" hint) or of a value it cannot convert.
+    message = str(e).strip('\'"').replace('\\n', ' ').replace('\\\'', "'")
+    sys.exit(f'aae_jax: bad --config override: {message}')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -42,4 +55,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

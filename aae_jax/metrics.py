@@ -31,17 +31,29 @@ class MetricWriter:
       f.write(json.dumps(record) + '\n')
 
   def truncate_after(self, step: int) -> None:
-    """Drops records past ``step`` (a resumed run writes them again, identically)."""
+    """Drops records past ``step``, where a resumed run starts again.
+
+    They came from steps whose state was not checkpointed (the run was killed)
+    and the resumed run writes them again. They are kept, not lost, in
+    ``metrics.dropped.jsonl``; so is a line torn by the kill.
+    """
     if not self.enabled or not self.path.exists():
       return
-    lines = self.path.read_text().splitlines(keepends=True)
-    kept = [l for l in lines if l.strip() and json.loads(l)['step'] <= step]
-    if len(kept) != len(lines):
+    kept, dropped = [], []
+    for line in self.path.read_text().splitlines(keepends=True):
+      try:
+        keep = json.loads(line)['step'] <= step
+      except (json.JSONDecodeError, KeyError, TypeError):
+        keep = False
+      (kept if keep else dropped).append(line if line.endswith('\n') else line + '\n')
+    if dropped:
+      with open(self.path.with_name('metrics.dropped.jsonl'), 'a') as f:
+        f.writelines(dropped)
       tmp = self.path.with_suffix('.jsonl.tmp')
       tmp.write_text(''.join(kept))
       os.replace(tmp, self.path)
-      logging.info('Resuming at step %d: dropped %d metric records written after it.',
-                   step, len(lines) - len(kept))
+      logging.info('Resuming at step %d: moved %d metric records written after it to '
+                   'metrics.dropped.jsonl.', step, len(dropped))
 
 
 def read(workdir: str | os.PathLike) -> list[dict]:

@@ -137,19 +137,29 @@ class Discriminator(nn.Module):
     return logits
 
 
+def _widths(value, field: str) -> tuple[int, ...]:
+  if not (isinstance(value, (tuple, list)) and
+          all(isinstance(w, int) and w > 0 for w in value)):
+    raise errors.UserError(f'{field}={value!r} must be a tuple of layer widths, '
+                           'such as (1000, 1000).')
+  return tuple(value)
+
+
 def from_config(model_config, data_dim: int):
   """The (encoder, decoder, discriminator) modules that ``config.model`` describes."""
   m = model_config
+  hidden = _widths(m.hidden, 'model.hidden')
+  disc_hidden = _widths(m.disc_hidden, 'model.disc_hidden')
   if m.encoder not in ENCODER_KINDS:
     raise errors.UserError(f'model.encoder={m.encoder!r} is not an encoder kind; '
                      f'choose one of {", ".join(ENCODER_KINDS)}.')
   if m.encoder == 'universal' and m.noise_dim <= 0:
     raise errors.UserError('model.encoder="universal" needs model.noise_dim > 0.')
-  encoder = Encoder(kind=m.encoder, hidden=tuple(m.hidden), code_dim=m.code_dim,
+  encoder = Encoder(kind=m.encoder, hidden=hidden, code_dim=m.code_dim,
                     noise_dim=m.noise_dim, input_noise_std=m.input_noise_std,
                     init_std=m.init_std)
-  decoder = Decoder(hidden=tuple(m.hidden), out_dim=data_dim, init_std=m.init_std)
-  discriminator = Discriminator(hidden=tuple(m.disc_hidden),
+  decoder = Decoder(hidden=hidden, out_dim=data_dim, init_std=m.init_std)
+  discriminator = Discriminator(hidden=disc_hidden,
                                 input_noise_std=m.disc_input_noise_std,
                                 init_std=m.init_std)
   return encoder, decoder, discriminator

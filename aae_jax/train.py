@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
-import json
+import os
 import pathlib
+import signal
+import threading
 import time
 from typing import Sequence
 
@@ -27,6 +29,9 @@ from aae_jax import plots
 from aae_jax import priors
 
 _NOISE_STREAM, _ORDER_STREAM = 0, 1
+# Per-step metric, per phase: 1 where its loss or the parameters it just updated
+# are not finite. The loop stops on it before anything is saved.
+GUARD_PREFIX = 'guard/nonfinite_'
 
 
 @struct.dataclass
@@ -50,7 +55,8 @@ def train_step(state: TrainState, batch: dict,
 
   Each phase differentiates only the sub-trees it owns, averages its gradients
   over the ``'batch'`` axis and applies its own optax transform; later phases
-  see the parameters earlier phases updated.
+  see the parameters earlier phases updated. Besides each phase's metrics it
+  returns ``guard/nonfinite_<phase>`` flags (see ``GUARD_PREFIX``).
   """
   step_key = jax.random.fold_in(jax.random.fold_in(state.rng, _NOISE_STREAM), state.step)
   params, opt_state, metrics = dict(state.params), dict(state.opt_state), {}
@@ -62,11 +68,15 @@ def train_step(state: TrainState, batch: dict,
     def objective(owned, frozen=frozen, key=key, phase=phase):
       return phase.objective({**frozen, **owned}, batch, key)
 
-    (_, aux), grads = jax.value_and_grad(objective, has_aux=True)(owned)
+    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(owned)
     grads = jax.lax.pmean(grads, parallel.AXIS)
     updates, opt_state[phase.name] = phase.tx.update(grads, opt_state[phase.name], owned)
-    params.update(optax.apply_updates(owned, updates))
+    owned = optax.apply_updates(owned, updates)
+    params.update(owned)
     metrics.update(aux)
+    finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
+        [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(owned)]))
+    metrics[f'{GUARD_PREFIX}{phase.name}'] = 1.0 - finite.astype(jnp.float32)
   metrics = jax.lax.pmean(metrics, parallel.AXIS)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
@@ -156,11 +166,28 @@ def _check_intervals(config) -> None:
 
 
 def _next_stop(step: int, config) -> int:
-  """The next step at which the loop must be on the host (log, eval, save, end)."""
-  stops = [config.num_train_steps, step + config.steps_per_dispatch]
-  for every in (config.log_every, config.eval_every, config.checkpoint_every):
+  """The next step at which the loop must be on the host (log, eval, save, end).
+
+  Dispatches end at multiples of ``steps_per_dispatch`` too, so how steps are
+  grouped into compiled chunks depends on the step alone, not on where a run
+  was resumed.
+  """
+  stops = [config.num_train_steps]
+  for every in (config.steps_per_dispatch, config.log_every, config.eval_every,
+                config.checkpoint_every):
     stops.append((step // every + 1) * every)
   return min(stops)
+
+
+def _prepare_workdir(workdir: pathlib.Path) -> None:
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = workdir / f'.write_test.{os.getpid()}'
+    probe.write_text('')
+    probe.unlink()
+  except OSError as e:
+    raise errors.UserError(f'--workdir={workdir} is not writable ({e.strerror}); choose a '
+                           'folder you can create files in.') from e
 
 
 def _record_config(config, workdir: pathlib.Path) -> None:
@@ -171,6 +198,55 @@ def _record_config(config, workdir: pathlib.Path) -> None:
                     'writing this run\'s to config.latest.json.', path)
     path = workdir / 'config.latest.json'
   path.write_text(text)
+
+
+class NonFiniteError(errors.UserError):
+  """Training produced NaN or Inf; raised before the bad state can be saved."""
+
+
+def check_finite(chunks: list[dict], phase_names: Sequence[str], first_step: int,
+                 last_good: int) -> None:
+  """Raises NonFiniteError naming the first step and phase whose guard flag is set.
+
+  Args:
+    chunks: per-chunk host metrics, each a dict of per-step arrays, in order.
+    phase_names: the phases in the order they run (a NaN spreads to later ones).
+    first_step: the step number of the first entry (steps count from 1).
+    last_good: the step of the newest checkpoint, for the message.
+  """
+  flags = np.stack([np.concatenate([np.atleast_1d(c[GUARD_PREFIX + p]) for c in chunks])
+                    for p in phase_names])
+  bad = np.flatnonzero(flags.max(axis=0) > 0)
+  if bad.size:
+    phase = phase_names[int(np.flatnonzero(flags[:, bad[0]] > 0)[0])]
+    step = first_step + int(bad[0])
+    raise NonFiniteError(
+        f'Non-finite loss or parameters in phase {phase!r} at step {step}; the run '
+        f'stopped without saving it. The last good checkpoint (step {last_good}) is '
+        f'untouched: lower optim.{phase}.lr or set optim.{phase}.clip, then rerun to '
+        'resume from it.')
+
+
+class _Preemption:
+  """Turns SIGTERM into a request to checkpoint at the next chunk boundary."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    logging.warning('SIGTERM: saving a checkpoint at the end of the current chunk, then '
+                    'exiting with status 0; rerun the same command to resume.')
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 def write_figures(evaluator: evaluate.Evaluator, params, dataset: data_lib.Dataset,
@@ -203,14 +279,20 @@ def evaluate_all(evaluator, params, dataset) -> tuple[dict, np.ndarray]:
   return {**valid, **test}, test_codes
 
 
-def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = None) -> dict:
-  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint.
+def _mean_train_metrics(chunks: list[dict]) -> dict:
+  return {k: float(np.mean(np.concatenate([np.atleast_1d(c[k]) for c in chunks])))
+          for k in chunks[0] if not k.startswith(GUARD_PREFIX)}
 
-  Returns the final evaluation metrics.
+
+def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = None) -> dict:
+  """Trains ``config`` in ``workdir``, resuming from its newest restorable checkpoint.
+
+  SIGTERM saves a checkpoint of the current step and returns
+  ``{'preempted_at': step}``. Otherwise returns the final evaluation metrics.
   """
   _check_intervals(config)
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  _prepare_workdir(workdir)
   dp = parallel.DataParallel(config.parallel.backend)
   dp.check_batch_size(config.batch_size)
   dataset = dataset or data_lib.from_config(config)
@@ -219,16 +301,14 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
                '%d device(s) via %s.', dataset.name, len(dataset.train),
                len(dataset.valid), len(dataset.test), exp.steps_per_epoch,
                dp.num_devices, dp.backend)
-  _record_config(config, workdir)
 
-  writer = metrics_lib.MetricWriter(workdir)
   ckpt = checkpoint.Checkpointer(workdir / 'checkpoints', keep=config.checkpoints_to_keep)
-  state = exp.state
-  start = ckpt.latest_step() or 0
+  start, state = ckpt.restore_latest(exp.state)
+  _record_config(config, workdir)
+  writer = metrics_lib.MetricWriter(workdir)
+  writer.truncate_after(start)
   if start:
-    state = ckpt.restore(start, state)
-    writer.truncate_after(start)
-    logging.info('Resumed from %s at step %d.', ckpt.manager.directory, start)
+    logging.info('Resumed from %s at step %d.', ckpt.directory, start)
   total = config.num_train_steps
   evaluator = evaluate.Evaluator(exp.aae, batch_size=config.eval_batch_size, seed=config.seed)
   if start >= total:
@@ -247,44 +327,58 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
                                        num_devices=dp.num_devices, num_steps=num_steps))
 
   progress = metrics_lib.Progress(start, total)
-  pending, final = [], {}
-  step, train_seconds, t0 = start, 0.0, time.perf_counter()
-  while step < total:
-    num_steps = _next_stop(step, config) - step
-    dev_state, chunk_metrics = compiled(num_steps)(dev_state, images, labels)
-    step += num_steps
-    pending.append(chunk_metrics)
-    if len(pending) > 1:  # at most two dispatches in flight
-      jax.block_until_ready(pending[-2])
-    if step % config.log_every and step < total:
-      continue
-    host = jax.device_get(pending)
-    pending = []
-    means = {k: float(np.mean(np.concatenate([np.atleast_1d(h[k]) for h in host])))
-             for k in host[0]}
-    train_seconds += time.perf_counter() - t0
-    rates = progress.update(step)
-    logging.info(progress.line(step, rates, means))
-    record = {**means, 'train/steps_per_sec': rates['steps_per_sec'],
-              'train/epoch': step / exp.steps_per_epoch}
-    if not all(np.isfinite(v) for v in means.values()):
+  pending, since_log, final = [], [], {}
+  step, checked, last_saved = start, start, start
+  train_seconds, t0 = 0.0, time.perf_counter()
+  with _Preemption() as preemption:
+    while step < total:
+      num_steps = _next_stop(step, config) - step
+      dev_state, chunk_metrics = compiled(num_steps)(dev_state, images, labels)
+      step += num_steps
+      pending.append(chunk_metrics)
+      if len(pending) > 1:  # at most two dispatches in flight
+        jax.block_until_ready(pending[-2])
+      at_log = step % config.log_every == 0 or step == total
+      at_eval = step % config.eval_every == 0 or step == total
+      at_save = step % config.checkpoint_every == 0 or step == total
+      if not (at_log or at_eval or at_save or preemption.requested):
+        continue
+      host = jax.device_get(pending)
+      pending = []
+      train_seconds += time.perf_counter() - t0
+      check_finite(host, [p.name for p in exp.phases], checked + 1, last_saved)
+      checked = step
+      since_log += host
+      record = {}
+      if at_log:
+        means = _mean_train_metrics(since_log)
+        since_log = []
+        rates = progress.update(step)
+        logging.info(progress.line(step, rates, means))
+        record.update(means, **{'train/steps_per_sec': rates['steps_per_sec'],
+                                'train/epoch': step / exp.steps_per_epoch})
+      if at_eval:
+        params = jax.device_get(dp.unreplicate(dev_state).params)
+        final, test_codes = evaluate_all(evaluator, params, dataset)
+        record.update(final)
+        write_figures(evaluator, params, dataset, test_codes, workdir / 'figures', step)
+      if step == total:
+        record.update({'run/train_seconds': train_seconds,
+                       'run/steps_per_sec': (total - start) / max(train_seconds, 1e-9)})
       writer.write(step, record)
-      raise FloatingPointError(f'non-finite training metrics at step {step}: {means}')
-    if step % config.eval_every == 0 or step == total:
-      params = jax.device_get(dp.unreplicate(dev_state).params)
-      final, test_codes = evaluate_all(evaluator, params, dataset)
-      record.update(final)
-      write_figures(evaluator, params, dataset, test_codes, workdir / 'figures', step)
-    if step == total:
-      record.update({'run/train_seconds': train_seconds,
-                     'run/steps_per_sec': (total - start) / max(train_seconds, 1e-9)})
-    writer.write(step, record)
-    if step % config.checkpoint_every == 0 or step == total:
-      ckpt.save(step, jax.tree.map(lambda x: x.copy(), dp.unreplicate(dev_state)))
-    progress.restart(step)  # eval, figures and saving do not count as training time
-    t0 = time.perf_counter()
+      if at_save or preemption.requested:  # SIGTERM may have come during the eval
+        ckpt.save(step, dp.unreplicate(dev_state))
+        last_saved = step
+      if preemption.requested:
+        break
+      progress.restart(step)  # eval, figures and saving do not count as training time
+      t0 = time.perf_counter()
   ckpt.wait()
   ckpt.close()
+  if step < total:
+    logging.info('Preempted: saved step %d in %s; rerun the same command to resume.',
+                 step, ckpt.directory)
+    return {'preempted_at': step}
   logging.info('Done: %d steps in %.1f s of training (%.2f steps/s).', total - start,
                train_seconds, (total - start) / max(train_seconds, 1e-9))
   return final

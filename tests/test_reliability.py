@@ -1,0 +1,226 @@
+"""Exact resume after SIGKILL, SIGTERM preemption, damaged checkpoints, the NaN guard,
+bad inputs (through main, as users meet them) and determinism."""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from aae_jax import checkpoint
+from aae_jax import data
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RUN = ('--config.num_train_steps=60', '--config.steps_per_dispatch=5', '--config.log_every=10',
+       '--config.eval_every=30', '--config.checkpoint_every=20')
+TIMING = ('steps_per_sec', 'seconds')
+
+
+@pytest.fixture(scope='module')
+def env(idx_root, tmp_path_factory):
+  return {**os.environ, data.DATA_DIR_ENV: str(idx_root),
+          'TFDS_DATA_DIR': str(tmp_path_factory.mktemp('rel_cache'))}
+
+
+def command(workdir, *flags, config='configs/mnist_gaussian.py:smoke'):
+  return [sys.executable, '-m', 'aae_jax.main', f'--config={config}', f'--workdir={workdir}',
+          '--config.data.verify_checksums=False', *flags]
+
+
+def run(env, workdir, *flags, **kwargs):
+  return subprocess.run(command(workdir, *flags, **kwargs), cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def start(env, workdir, *flags):
+  return subprocess.Popen(command(workdir, *flags), cwd=REPO, env=env, text=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_for(path, process, seconds=120):
+  deadline = time.time() + seconds
+  while not path.exists():
+    assert process.poll() is None, 'the run ended before the point to interrupt it'
+    assert time.time() < deadline
+    time.sleep(0.05)
+
+
+def final_state(workdir):
+  """The newest checkpoint's leaves, read back raw (no template), and its step."""
+  manager = ocp.CheckpointManager(workdir / 'checkpoints',
+                                  item_handlers={'state': ocp.StandardCheckpointHandler()})
+  step = manager.latest_step()
+  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return step, jax.tree.leaves(state.state)
+
+
+def metrics(workdir):
+  rows = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  return [{k: v for k, v in r.items() if not any(t in k for t in TIMING)} for r in rows]
+
+
+def assert_same_run(a, b):
+  step_a, leaves_a = final_state(a)
+  step_b, leaves_b = final_state(b)
+  assert step_a == step_b
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)  # bit-identical
+  assert metrics(a) == metrics(b)
+
+
+@pytest.fixture(scope='module')
+def reference(env, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('reference')
+  result = run(env, workdir, *RUN)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+def test_same_config_and_seed_give_identical_runs(env, reference, tmp_path):
+  result = run(env, tmp_path, *RUN)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert_same_run(reference, tmp_path)
+
+
+def test_sigkill_then_rerun_ends_bit_identical(env, reference, tmp_path):
+  process = start(env, tmp_path, *RUN)
+  wait_for(tmp_path / 'checkpoints' / '20', process)
+  process.kill()
+  process.wait()
+  assert not (tmp_path / 'checkpoints' / '60').exists()
+  result = run(env, tmp_path, *RUN)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Resumed from' in result.stderr
+  assert_same_run(reference, tmp_path)
+
+
+def test_sigterm_saves_the_current_step_and_exits_zero(env, reference, tmp_path):
+  process = start(env, tmp_path, *RUN)
+  wait_for(tmp_path / 'checkpoints' / '20', process)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 0, stderr[-3000:]
+  saved = int(stderr.split('Preempted: saved step ')[1].split()[0])
+  assert 20 < saved < 60 and (tmp_path / 'checkpoints' / str(saved)).is_dir()
+  result = run(env, tmp_path, *RUN)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'at step {saved}' in result.stderr
+  assert_same_run(reference, tmp_path)
+
+
+def _damage_truncate(step_dir):
+  biggest = max((p for p in step_dir.rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
+  biggest.write_bytes(biggest.read_bytes()[:biggest.stat().st_size // 2])
+
+
+def _damage_overwrite(step_dir):
+  biggest = max((p for p in step_dir.rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
+  raw = bytearray(biggest.read_bytes())
+  raw[len(raw) // 2:len(raw) // 2 + 8] = b'\x00' * 8
+  biggest.write_bytes(bytes(raw))
+
+
+def _damage_delete(step_dir):
+  shutil.rmtree(step_dir / 'state')
+
+
+@pytest.mark.parametrize('damage', [_damage_truncate, _damage_overwrite, _damage_delete])
+def test_damaged_newest_checkpoint_falls_back_and_is_kept(env, reference, tmp_path, damage):
+  first = run(env, tmp_path, *RUN[1:], '--config.num_train_steps=40')
+  assert first.returncode == 0, first.stderr[-3000:]
+  damage(tmp_path / 'checkpoints' / '40')
+  result = run(env, tmp_path, *RUN)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Checkpoint step 40' in result.stderr and 'at step 20' in result.stderr
+  kept = list((tmp_path / 'checkpoints_damaged').iterdir())
+  assert len(kept) == 1 and kept[0].name.startswith('40.')
+  assert_same_run(reference, tmp_path)
+
+
+def test_nan_guard_stops_before_saving_a_bad_state(env, tmp_path):
+  first = run(env, tmp_path, *RUN[1:], '--config.num_train_steps=20')
+  assert first.returncode == 0, first.stderr[-3000:]
+  before = checkpoint.digest(final_state(tmp_path)[1])
+  # A rate beyond float32's range makes the reconstruction update infinite.
+  result = run(env, tmp_path, *RUN, '--config.optim.recon.lr=1e39')
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert "Non-finite loss or parameters in phase 'recon' at step 21" in last, last
+  assert 'last good checkpoint (step 20) is untouched' in last
+  assert final_state(tmp_path)[0] == 20
+  assert checkpoint.digest(final_state(tmp_path)[1]) == before
+
+
+BAD_INPUTS = [
+    (('--config.prior.name=gauss',), "prior.name='gauss' is not a prior"),
+    (('--config.model.encoder=vae',), "model.encoder='vae' is not an encoder kind"),
+    (('--config.data.name=mnsit',), "data.name='mnsit' is not a TFDS dataset"),
+    (('--config.optim.gen.name=rmsprop',), "optim.gen.name='rmsprop' is not an optimizer"),
+    (('--config.batch_sise=10',), 'Did you mean "batch_size"'),
+    (('--config.batch_size=abc',), '--config.batch_size=abc'),
+    (('--config.model.hidden=abc',), "must be a tuple of layer widths"),
+    (('--config.batch_size=10',), 'batch_size=10 is not divisible by the 4 devices'),
+    (('--config.data.verify_checksums=True', '--config.data.cache_dir=fresh'),
+     'is not the official'),  # checked when a dataset is prepared, so a fresh cache
+]
+
+
+@pytest.mark.parametrize('flags,message', BAD_INPUTS, ids=[b[1][:24] for b in BAD_INPUTS])
+def test_bad_input_is_one_clear_line(env, tmp_path, flags, message):
+  flags = [f.replace('=fresh', f'={tmp_path / "cache"}') for f in flags]
+  result = run(env, tmp_path / 'w', *flags)
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('aae_jax: ') and message in last, last
+  assert 'Traceback' not in result.stderr
+  assert not (tmp_path / 'w' / 'checkpoints').exists() or not any(
+      (tmp_path / 'w' / 'checkpoints').iterdir())
+
+
+def test_checkpoint_of_an_incompatible_config_is_refused_and_kept(env, tmp_path):
+  first = run(env, tmp_path, '--config.num_train_steps=2')
+  assert first.returncode == 0, first.stderr[-3000:]
+  listing = sorted(str(p) for p in tmp_path.rglob('*'))
+  before = checkpoint.digest(final_state(tmp_path)[1])
+  result = run(env, tmp_path, config='configs/mnist_parzen.py:smoke')
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert 'come from a config with other shapes' in last and 'new --workdir' in last, last
+  assert set(listing) <= {str(p) for p in tmp_path.rglob('*')}  # nothing removed
+  assert checkpoint.digest(final_state(tmp_path)[1]) == before
+
+
+def test_unwritable_workdir(env, tmp_path):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  result = run(env, blocker / 'workdir')
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('aae_jax: --workdir=') and 'is not writable' in last, last
+
+
+@pytest.mark.parametrize('num_labels,message', [
+    (95, 'positive multiple of the 10 classes'),
+    (1000, 'more than the 500 examples'),
+    (490, 'needs 49 examples of class'),
+])
+def test_labelled_subset_errors(tiny_dataset, num_labels, message):
+  with pytest.raises(data.DataError, match=message):
+    data.labelled_subset(tiny_dataset.train.labels, num_labels, 10, seed=0)
+
+
+def test_labelled_subset_is_balanced_and_seeded(tiny_dataset):
+  labels = tiny_dataset.train.labels
+  a = data.labelled_subset(labels, 100, 10, seed=3)
+  np.testing.assert_array_equal(np.bincount(labels[a], minlength=10), [10] * 10)
+  np.testing.assert_array_equal(a, data.labelled_subset(labels, 100, 10, seed=3))
+  assert not np.array_equal(a, data.labelled_subset(labels, 100, 10, seed=4))
+  assert a.max() < len(labels)  # indices into the training split only
