@@ -83,11 +83,12 @@ class Checkpointer:
       return  # unreadable metadata: restore will fail and treat the step as damaged
     wanted = shapes(template)
     if saved != wanted:
-      diffs = sorted(set(saved.items()) ^ set(wanted.items()))[:3]
-      shown = '; '.join(f'{"/".join(p)}: {s}' for p, s in diffs)
+      paths = sorted(p for p in saved.keys() | wanted.keys() if saved.get(p) != wanted.get(p))
+      shown = '; '.join(f'{"/".join(p)}: {saved.get(p, "absent")} saved, '
+                        f'{wanted.get(p, "absent")} now' for p in paths[:2])
       raise errors.UserError(
           f'The checkpoints in {self.directory} come from a config with other shapes '
-          f'({shown}). Use a new --workdir for this config, or rerun with the config '
+          f'({shown}; {len(paths)} arrays differ). Use a new --workdir for this config, or rerun with the config '
           'that wrote them (its config.json is in the workdir).')
 
   def _restore(self, step: int, template):
