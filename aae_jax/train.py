@@ -77,21 +77,23 @@ def epoch_order(rng: chex.PRNGKey, epoch, num_examples: int) -> jax.Array:
   return jax.random.permutation(key, num_examples)
 
 
-def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps: int):
+def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps: int,
+                     num_examples: int):
   """A per-device function running ``num_steps`` steps with ``lax.scan``.
 
-  Batches are drawn on the device from the resident training set: epoch e
-  visits it in ``epoch_order(rng, e)``; step s takes the (s mod steps/epoch)-th
-  slice of ``batch_size``, of which this device takes its contiguous share.
+  It takes the state and this device's rows of the training set (from
+  ``DataParallel.shard_rows``). Epoch e visits the ``num_examples`` examples in
+  ``epoch_order(rng, e)``; step s takes the (s mod steps/epoch)-th slice of
+  ``batch_size`` of that order, gathered from the devices that hold those rows
+  (``parallel.gather_rows``); this device gets its contiguous share. Batches,
+  and the per-example noise keyed by global positions, do not depend on the
+  number of devices or processes.
   """
   local = batch_size // num_devices
+  steps_per_epoch = num_examples // batch_size
 
   def chunk(state: TrainState, images: jax.Array, labels: jax.Array):
-    num_examples = images.shape[0]
-    steps_per_epoch = num_examples // batch_size
-    device = jax.lax.axis_index(parallel.AXIS)
-    offset = device * local
-    positions = offset + jnp.arange(local)
+    positions = jax.lax.axis_index(parallel.AXIS) * local + jnp.arange(local)
 
     def body(carry, _):
       state, order = carry
@@ -100,8 +102,9 @@ def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps
           step_in_epoch == 0,
           lambda: epoch_order(state.rng, state.step // steps_per_epoch, num_examples),
           lambda: order)
-      idx = jax.lax.dynamic_slice(order, (step_in_epoch * batch_size + offset,), (local,))
-      batch = {'x': images[idx], 'label': labels[idx], 'position': positions}
+      idx = jax.lax.dynamic_slice(order, (step_in_epoch * batch_size,), (batch_size,))
+      x, y = parallel.gather_rows((images, labels), idx)
+      batch = {'x': x, 'label': y, 'position': positions}
       state, metrics = train_step(state, batch, phase_list)
       return (state, order), metrics
 
@@ -236,15 +239,17 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
     return evaluate_all(evaluator, jax.device_get(state.params), dataset)[0]
 
   train = dataset.train
-  images = dp.replicate(train.images.reshape(len(train), -1))
-  labels = dp.replicate(train.labels)
+  images = dp.shard_rows(train.images.reshape(len(train), -1))
+  labels = dp.shard_rows(train.labels)
   dev_state = dp.replicate(state)
   del state
 
   @functools.cache
   def compiled(num_steps: int):
     return dp.compile(make_train_chunk(exp.phases, batch_size=config.batch_size,
-                                       num_devices=dp.num_devices, num_steps=num_steps))
+                                       num_devices=dp.num_devices, num_steps=num_steps,
+                                       num_examples=len(train)),
+                      sharded_argnums=(1, 2))
 
   progress = metrics_lib.Progress(start, total)
   pending, final = [], {}
