@@ -18,6 +18,7 @@ import optax
 
 from aae_jax import checkpoint
 from aae_jax import data as data_lib
+from aae_jax import distributed
 from aae_jax import errors
 from aae_jax import evaluate
 from aae_jax import metrics as metrics_lib
@@ -216,15 +217,17 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   workdir.mkdir(parents=True, exist_ok=True)
   dp = parallel.DataParallel(config.parallel.backend)
   dp.check_batch_size(config.batch_size)
-  dataset = dataset or data_lib.from_config(config)
+  dataset = dataset or distributed.main_first(lambda: data_lib.from_config(config), 'data')
   exp = build(config, dataset)
   logging.info('%s: %d train / %d valid / %d test examples, %d steps per epoch, '
                '%d device(s) via %s.', dataset.name, len(dataset.train),
                len(dataset.valid), len(dataset.test), exp.steps_per_epoch,
                dp.num_devices, dp.backend)
-  _record_config(config, workdir)
+  main_process = distributed.is_main()  # the only one writing metrics, figures, config
+  if main_process:
+    _record_config(config, workdir)
 
-  writer = metrics_lib.MetricWriter(workdir)
+  writer = metrics_lib.MetricWriter(workdir, enabled=main_process)
   ckpt = checkpoint.Checkpointer(workdir / 'checkpoints', keep=config.checkpoints_to_keep)
   state = exp.state
   start = ckpt.latest_step() or 0
@@ -279,7 +282,8 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
       params = jax.device_get(dp.unreplicate(dev_state).params)
       final, test_codes = evaluate_all(evaluator, params, dataset)
       record.update(final)
-      write_figures(evaluator, params, dataset, test_codes, workdir / 'figures', step)
+      if main_process:
+        write_figures(evaluator, params, dataset, test_codes, workdir / 'figures', step)
     if step == total:
       record.update({'run/train_seconds': train_seconds,
                      'run/steps_per_sec': (total - start) / max(train_seconds, 1e-9)})
@@ -290,6 +294,7 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
     t0 = time.perf_counter()
   ckpt.wait()
   ckpt.close()
+  distributed.barrier('train_and_evaluate:end')
   logging.info('Done: %d steps in %.1f s of training (%.2f steps/s).', total - start,
                train_seconds, (total - start) / max(train_seconds, 1e-9))
   return final
