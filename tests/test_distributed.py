@@ -6,6 +6,7 @@ SIGTERM, so every process runs under ``timeout -s KILL``.
 """
 
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from aae_jax import errors
 from aae_jax import metrics
 from aae_jax import train
 from tests import helpers
-from tests.test_main import REPO
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 TIMEOUT_S = 150
 # As in test_parallel: SGD keeps float reduction-order noise small; noisy
