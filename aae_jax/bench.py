@@ -87,29 +87,32 @@ class JaxStep:
     self.dp = parallel.DataParallel(config.parallel.backend)
     self.exp = train.build(config, dataset)
     self.batch_size, self.window = config.batch_size, config.steps_per_dispatch
-    images = dataset.train.images.reshape(len(dataset.train), -1)
-    self.args = (self.dp.replicate(images), self.dp.replicate(dataset.train.labels))
+    train_split = dataset.train
+    self.num_examples = len(train_split)
+    rows = -(-self.num_examples // self.dp.num_devices) * self.dp.num_devices
+    abstract = lambda x, shape=None: jax.ShapeDtypeStruct(shape or x.shape, x.dtype)
+    self.abstract_args = (jax.tree.map(abstract, self.exp.state),
+                          abstract(train_split.images, (rows, int(np.prod(dataset.image_shape)))),
+                          abstract(train_split.labels, (rows,)))
+    self.args = (self.dp.shard_rows(train_split.images.reshape(self.num_examples, -1)),
+                 self.dp.shard_rows(train_split.labels))
     self.state = self.dp.replicate(self.exp.state)
-    self.fn = self._compile(self.window)
+    self.fn = self.dp.compile(self._chunk(self.window), sharded_argnums=(1, 2))
     self.state, m = self.fn(self.state, *self.args)
     jax.block_until_ready(m)
 
-  def _compile(self, num_steps):
-    return self.dp.compile(train.make_train_chunk(
+  def _chunk(self, num_steps):
+    return train.make_train_chunk(
         self.exp.phases, batch_size=self.batch_size, num_devices=self.dp.num_devices,
-        num_steps=num_steps))
+        num_steps=num_steps, num_examples=self.num_examples)
 
   def flops_per_example(self) -> float:
     """XLA's count for one step (a one-step program, so no loop trip counts)."""
-    one = jax.jit(jax.shard_map(
-        train.make_train_chunk(self.exp.phases, batch_size=self.batch_size,
-                               num_devices=self.dp.num_devices, num_steps=1),
-        mesh=self.dp.mesh, in_specs=jax.sharding.PartitionSpec(),
-        out_specs=jax.sharding.PartitionSpec(), check_vma=False))
-    state = jax.device_get(self.state) if self.dp.backend == 'shard_map' else \
-        jax.device_get(self.dp.unreplicate(self.state))
-    args = [jax.device_get(self.dp.unreplicate(a)) for a in self.args]
-    cost = one.lower(state, *args).compile().cost_analysis()
+    replicated, rows = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec(parallel.AXIS)
+    one = jax.jit(jax.shard_map(self._chunk(1), mesh=self.dp.mesh,
+                                in_specs=(replicated, rows, rows), out_specs=replicated,
+                                check_vma=False))
+    cost = one.lower(*self.abstract_args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost['flops']) * self.dp.num_devices / self.batch_size
 

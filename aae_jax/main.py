@@ -2,7 +2,9 @@
 
     python -m aae_jax.main --config=configs/mnist_gaussian.py --workdir=runs/gaussian
 
-Rerunning the same command resumes from the workdir's latest checkpoint.
+Rerunning the same command resumes from the workdir's latest checkpoint. On
+several hosts, run the same command on each with ``AAE_DISTRIBUTED=1`` (or
+``--config.parallel.distributed=True``) and a workdir they all share.
 """
 
 import logging as std_logging
@@ -14,6 +16,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from aae_jax import distributed
 from aae_jax import errors
 from aae_jax import train
 
@@ -46,8 +49,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   std_logging.getLogger('absl').addFilter(_quiet_orbax)
-  logging.info('JAX %s on %s', jax.__version__, jax.devices())
   try:
+    distributed.initialize(FLAGS.config.parallel)  # before anything else touches JAX
+    logging.info('JAX %s on %s', jax.__version__, jax.devices())
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except errors.UserError as e:
     logging.error('%s', e)

@@ -20,6 +20,7 @@ import optax
 
 from aae_jax import checkpoint
 from aae_jax import data as data_lib
+from aae_jax import distributed
 from aae_jax import errors
 from aae_jax import evaluate
 from aae_jax import metrics as metrics_lib
@@ -87,21 +88,23 @@ def epoch_order(rng: chex.PRNGKey, epoch, num_examples: int) -> jax.Array:
   return jax.random.permutation(key, num_examples)
 
 
-def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps: int):
+def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps: int,
+                     num_examples: int):
   """A per-device function running ``num_steps`` steps with ``lax.scan``.
 
-  Batches are drawn on the device from the resident training set: epoch e
-  visits it in ``epoch_order(rng, e)``; step s takes the (s mod steps/epoch)-th
-  slice of ``batch_size``, of which this device takes its contiguous share.
+  It takes the state and this device's rows of the training set (from
+  ``DataParallel.shard_rows``). Epoch e visits the ``num_examples`` examples in
+  ``epoch_order(rng, e)``; step s takes the (s mod steps/epoch)-th slice of
+  ``batch_size`` of that order, gathered from the devices that hold those rows
+  (``parallel.gather_rows``); this device gets its contiguous share. Batches,
+  and the per-example noise keyed by global positions, do not depend on the
+  number of devices or processes.
   """
   local = batch_size // num_devices
+  steps_per_epoch = num_examples // batch_size
 
   def chunk(state: TrainState, images: jax.Array, labels: jax.Array):
-    num_examples = images.shape[0]
-    steps_per_epoch = num_examples // batch_size
-    device = jax.lax.axis_index(parallel.AXIS)
-    offset = device * local
-    positions = offset + jnp.arange(local)
+    positions = jax.lax.axis_index(parallel.AXIS) * local + jnp.arange(local)
 
     def body(carry, _):
       state, order = carry
@@ -110,8 +113,9 @@ def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps
           step_in_epoch == 0,
           lambda: epoch_order(state.rng, state.step // steps_per_epoch, num_examples),
           lambda: order)
-      idx = jax.lax.dynamic_slice(order, (step_in_epoch * batch_size + offset,), (local,))
-      batch = {'x': images[idx], 'label': labels[idx], 'position': positions}
+      idx = jax.lax.dynamic_slice(order, (step_in_epoch * batch_size,), (batch_size,))
+      x, y = parallel.gather_rows((images, labels), idx)
+      batch = {'x': x, 'label': y, 'position': positions}
       state, metrics = train_step(state, batch, phase_list)
       return (state, order), metrics
 
@@ -295,17 +299,18 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   _prepare_workdir(workdir)
   dp = parallel.DataParallel(config.parallel.backend)
   dp.check_batch_size(config.batch_size)
-  dataset = dataset or data_lib.from_config(config)
+  dataset = dataset or distributed.main_first(lambda: data_lib.from_config(config), 'data')
   exp = build(config, dataset)
   logging.info('%s: %d train / %d valid / %d test examples, %d steps per epoch, '
                '%d device(s) via %s.', dataset.name, len(dataset.train),
                len(dataset.valid), len(dataset.test), exp.steps_per_epoch,
                dp.num_devices, dp.backend)
-
+  main_process = distributed.is_main()  # the only one writing metrics, figures, config
   ckpt = checkpoint.Checkpointer(workdir / 'checkpoints', keep=config.checkpoints_to_keep)
   start, state = ckpt.restore_latest(exp.state)
-  _record_config(config, workdir)
-  writer = metrics_lib.MetricWriter(workdir)
+  if main_process:
+    _record_config(config, workdir)
+  writer = metrics_lib.MetricWriter(workdir, enabled=main_process)
   writer.truncate_after(start)
   if start:
     logging.info('Resumed from %s at step %d.', ckpt.directory, start)
@@ -316,15 +321,17 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
     return evaluate_all(evaluator, jax.device_get(state.params), dataset)[0]
 
   train = dataset.train
-  images = dp.replicate(train.images.reshape(len(train), -1))
-  labels = dp.replicate(train.labels)
+  images = dp.shard_rows(train.images.reshape(len(train), -1))
+  labels = dp.shard_rows(train.labels)
   dev_state = dp.replicate(state)
   del state
 
   @functools.cache
   def compiled(num_steps: int):
     return dp.compile(make_train_chunk(exp.phases, batch_size=config.batch_size,
-                                       num_devices=dp.num_devices, num_steps=num_steps))
+                                       num_devices=dp.num_devices, num_steps=num_steps,
+                                       num_examples=len(train)),
+                      sharded_argnums=(1, 2))
 
   progress = metrics_lib.Progress(start, total)
   pending, since_log, final = [], [], {}
@@ -364,7 +371,8 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
         params = jax.device_get(dp.unreplicate(dev_state).params)
         final, test_codes = evaluate_all(evaluator, params, dataset)
         record.update(final)
-        write_figures(evaluator, params, dataset, test_codes, workdir / 'figures', step)
+        if main_process:
+          write_figures(evaluator, params, dataset, test_codes, workdir / 'figures', step)
       if step == total:
         record.update({'run/train_seconds': train_seconds,
                        'run/steps_per_sec': (total - start) / max(train_seconds, 1e-9)})
@@ -381,6 +389,7 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   loop_seconds, loop_steps = time.perf_counter() - loop_start[1], step - loop_start[0]
   ckpt.wait()
   ckpt.close()
+  distributed.barrier('train_and_evaluate:end')
   if step < total:
     logging.info('Preempted: saved step %d in %s; rerun the same command to resume.',
                  step, ckpt.directory)

@@ -29,7 +29,12 @@ def get_config():
   c.data = ml_collections.ConfigDict(dict(
       name='mnist', manual_dir='', cache_dir='', num_valid=10_000,
       verify_checksums=True))
-  c.parallel = ml_collections.ConfigDict(dict(backend='shard_map'))  # or 'pmap'
+  # backend: 'shard_map' or 'pmap'. Multi-process (one process per host, see
+  # aae_jax/distributed.py): distributed=True or AAE_DISTRIBUTED=1; the other
+  # fields may stay unset ('', 0, -1) where JAX detects them (TPU VMs, SLURM).
+  c.parallel = ml_collections.ConfigDict(dict(
+      backend='shard_map', distributed=False, coordinator_address='',
+      num_processes=0, process_id=-1))
 
   # Every prior's fields live here; each prior reads its own (see priors.py).
   c.prior = ml_collections.ConfigDict(dict(
