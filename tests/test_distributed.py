@@ -81,8 +81,8 @@ def test_two_processes_train_like_one_process_with_four_devices(env, tmp_path, t
 
   exp = train.build(helpers.smoke_config(**OVERRIDES), tiny_dataset)
   ref_state, (ref_metrics,) = helpers.run_chunks(exp, tiny_dataset, 'shard_map', 4, (6,), 20)
-  state = checkpoint.Checkpointer(tmp_path / 'checkpoints').restore(6, exp.state)
-  assert int(state.step) == 6
+  step, state = checkpoint.Checkpointer(tmp_path / 'checkpoints').restore_latest(exp.state)
+  assert step == 6 and int(state.step) == 6
   for a, b in zip(jax.tree.leaves(ref_state), jax.tree.leaves(state)):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
   helpers.assert_same_updates(exp.state.params, ref_state.params, state.params)
