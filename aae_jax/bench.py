@@ -12,7 +12,8 @@ Prints a table, then one JSON line with:
 * ``mfu``: step FLOP rate over the matmul rate.
 * ``epoch_seconds``: one epoch through the real loop (``train.train_and_evaluate``
   on data of the config's shape: batches drawn on device, logging, one eval with
-  figures and one checkpoint per ``eval_every`` steps, amortised).
+  figures and one checkpoint per ``eval_every`` steps, amortised), in steady
+  state: timed after the first eval, so compilation is left out.
 * ``loop_overhead``: epoch time over pure step time, minus 1.
 * with ``--torch``: ``torch_examples_per_sec`` (the same phases in PyTorch eager,
   timed in alternation with JAX) and ``speedup_vs_torch``.
@@ -124,10 +125,16 @@ class JaxStep:
 
 
 def epoch_seconds(config, dataset) -> float:
-  """One epoch's wall time in the real loop, from ``eval_every`` steps of it."""
+  """One epoch's steady-state wall time in the real loop.
+
+  Runs the loop for two eval periods and times the second (``run/loop_seconds``:
+  after the first eval, so one-time compilation is left out), which holds one
+  eval with figures and one checkpoint per ``eval_every`` steps, as a long run does.
+  """
   steps_per_epoch = len(dataset.train) // config.batch_size
   with config.unlocked():
-    config.num_train_steps = max(config.eval_every, steps_per_epoch)
+    config.num_train_steps = 2 * max(config.eval_every, steps_per_epoch)
+    config.eval_every = config.num_train_steps // 2
   with tempfile.TemporaryDirectory() as workdir:
     out = train.train_and_evaluate(config, workdir, dataset=dataset)
   return out['run/loop_seconds'] / out['run/loop_steps'] * steps_per_epoch
@@ -136,6 +143,9 @@ def epoch_seconds(config, dataset) -> float:
 def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size: int,
         sizes: tuple[int, int] | None = None) -> dict:
   dataset = synthetic_dataset(config, sizes=sizes)
+  # The loop first, in a process that has not run PyTorch yet: its idle
+  # OpenMP threads were seen to slow XLA's CPU threads afterwards.
+  loop_epoch = epoch_seconds(config.copy_and_resolve_references(), dataset) if with_epoch else None
   jax_step = JaxStep(config, dataset)
   torch_step = None
   if with_torch:
@@ -165,7 +175,7 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
     result['speedup_vs_torch'] = rate / result['torch_examples_per_sec']
   if with_epoch:
     steps_per_epoch = len(dataset.train) // config.batch_size
-    result['epoch_seconds'] = epoch_seconds(config, dataset)
+    result['epoch_seconds'] = loop_epoch
     result['step_epoch_seconds'] = steps_per_epoch * config.batch_size / rate
     result['loop_overhead'] = result['epoch_seconds'] / result['step_epoch_seconds'] - 1
   return result

@@ -343,9 +343,6 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
       dev_state, chunk_metrics = compiled(num_steps)(dev_state, images, labels)
       step += num_steps
       pending.append(chunk_metrics)
-      if loop_start is None:  # the loop's own clock starts once the first chunk compiled
-        jax.block_until_ready(chunk_metrics)
-        loop_start = (step, time.perf_counter())
       if len(pending) > 1:  # at most two dispatches in flight
         jax.block_until_ready(pending[-2])
       at_log = step % config.log_every == 0 or step == total
@@ -384,9 +381,15 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
         break
       progress.restart(step)  # eval, figures and saving do not count as training time
       t0 = time.perf_counter()
-  # Wall time of everything the loop did after its first chunk (steps, data
-  # drawing, logging, evals, figures, saves): the benchmark's epoch time.
-  loop_seconds, loop_steps = time.perf_counter() - loop_start[1], step - loop_start[0]
+      if at_eval and loop_start is None:
+        # The steady-state clock starts after the first eval, when the step and
+        # the eval functions have compiled: see run/loop_seconds below.
+        loop_start = (step, t0)
+  # Wall time of everything the loop did after its first eval (steps, data
+  # drawing, logging, evals, figures, saves), for the benchmark's epoch time;
+  # nan when the run had no eval before its last one.
+  loop_steps = step - loop_start[0] if loop_start else 0
+  loop_seconds = time.perf_counter() - loop_start[1] if loop_start else float('nan')
   ckpt.wait()
   ckpt.close()
   distributed.barrier('train_and_evaluate:end')
