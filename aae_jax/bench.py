@@ -109,10 +109,7 @@ class JaxStep:
 
   def flops_per_example(self) -> float:
     """XLA's count for one step (a one-step program, so no loop trip counts)."""
-    replicated, rows = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec(parallel.AXIS)
-    one = jax.jit(jax.shard_map(self._chunk(1), mesh=self.dp.mesh,
-                                in_specs=(replicated, rows, rows), out_specs=replicated,
-                                check_vma=False))
+    one = self.dp.shard_map_program(self._chunk(1), 3, sharded_argnums=(1, 2))
     cost = one.lower(*self.abstract_args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost['flops']) * self.dp.num_devices / self.batch_size

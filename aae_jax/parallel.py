@@ -126,18 +126,8 @@ class DataParallel:
     returns the state in replicated form and ``aux`` (metrics) unreplicated.
     """
     if self.backend == 'shard_map':
-
-      @functools.cache
-      def program(num_args):
-        specs = tuple(P(AXIS) if i in sharded_argnums else P() for i in range(num_args))
-        # check_vma=False gives pmap's semantics: the body's explicit pmean is the
-        # only reduction. With it on, differentiating replicated parameters inside
-        # the body would already psum their gradients, and the pmean would then
-        # average gradients that are num_devices times too large.
-        body = jax.shard_map(per_device, mesh=self.mesh, in_specs=specs, out_specs=P(),
-                             check_vma=False)
-        return jax.jit(body, donate_argnums=donate_argnums)
-
+      program = functools.cache(lambda num_args: self.shard_map_program(
+          per_device, num_args, sharded_argnums, donate_argnums))
       return lambda *args: program(len(args))(*args)
     mapped = jax.pmap(per_device, axis_name=AXIS, devices=self.devices,
                       donate_argnums=donate_argnums)
@@ -147,6 +137,23 @@ class DataParallel:
       return state, jax.tree.map(lambda x: x[0], aux)
 
     return run
+
+
+  def shard_map_program(self, per_device: Callable, num_args: int, sharded_argnums=(),
+                        donate_argnums=()):
+    """``jax.jit`` of ``jax.shard_map`` of ``per_device``, still lowerable.
+
+    Arguments in ``sharded_argnums`` are split by rows over ``AXIS``, the others
+    replicated; outputs are replicated.
+    """
+    specs = tuple(P(AXIS) if i in sharded_argnums else P() for i in range(num_args))
+    # check_vma=False gives pmap's semantics: the body's explicit pmean is the
+    # only reduction. With it on, differentiating replicated parameters inside
+    # the body would already psum their gradients, and the pmean would then
+    # average gradients that are num_devices times too large.
+    body = jax.shard_map(per_device, mesh=self.mesh, in_specs=specs, out_specs=P(),
+                         check_vma=False)
+    return jax.jit(body, donate_argnums=donate_argnums)
 
 
 def gather_rows(tree, indices: jax.Array):
