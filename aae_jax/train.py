@@ -204,6 +204,11 @@ def _record_config(config, workdir: pathlib.Path) -> None:
   path.write_text(text)
 
 
+def _per_step(chunks: list[dict], key: str) -> np.ndarray:
+  """One metric's per-step values over consecutive chunks' host metrics."""
+  return np.concatenate([np.atleast_1d(c[key]) for c in chunks])
+
+
 class NonFiniteError(errors.UserError):
   """Training produced NaN or Inf; raised before the bad state can be saved."""
 
@@ -218,8 +223,7 @@ def check_finite(chunks: list[dict], phase_names: Sequence[str], first_step: int
     first_step: the step number of the first entry (steps count from 1).
     last_good: the step of the newest checkpoint, for the message.
   """
-  flags = np.stack([np.concatenate([np.atleast_1d(c[GUARD_PREFIX + p]) for c in chunks])
-                    for p in phase_names])
+  flags = np.stack([_per_step(chunks, GUARD_PREFIX + p) for p in phase_names])
   bad = np.flatnonzero(flags.max(axis=0) > 0)
   if bad.size:
     phase = phase_names[int(np.flatnonzero(flags[:, bad[0]] > 0)[0])]
@@ -284,7 +288,7 @@ def evaluate_all(evaluator, params, dataset) -> tuple[dict, np.ndarray]:
 
 
 def _mean_train_metrics(chunks: list[dict]) -> dict:
-  return {k: float(np.mean(np.concatenate([np.atleast_1d(c[k]) for c in chunks])))
+  return {k: float(np.mean(_per_step(chunks, k)))
           for k in chunks[0] if not k.startswith(GUARD_PREFIX)}
 
 
