@@ -274,8 +274,7 @@ def write_figures(evaluator: evaluate.Evaluator, params, dataset: data_lib.Datas
   plots.image_grid(decoded.reshape((-1,) + shape), 10, directory / 'samples.png',
                    'decoded prior samples')
   originals = dataset.test.images[:50]
-  z, _, _ = evaluator.codes(params, originals)
-  recon = evaluator.decode(params, z).reshape((-1,) + shape)
+  recon = evaluator.decode(params, test_codes[:50]).reshape((-1,) + shape)
   pairs = np.stack([originals, recon], axis=1).reshape((-1,) + shape)
   plots.image_grid(pairs, 10, directory / 'reconstructions.png',
                    'test images (odd columns) and reconstructions')
