@@ -61,10 +61,20 @@ class Dataset:
   valid: Split
   test: Split
   num_classes: int
+  # Set by ``standardize``: images are (raw - pixel_mean) / pixel_std.
+  pixel_mean: np.ndarray | None = None
+  pixel_std: np.ndarray | None = None
 
   @property
   def image_shape(self) -> tuple[int, ...]:
     return tuple(self.train.images.shape[1:])
+
+  def to_pixels(self, images: np.ndarray) -> np.ndarray:
+    """Images (N, H, W, C) back in [0, 1] pixel space, for figures."""
+    images = images.reshape((-1,) + self.image_shape)
+    if self.pixel_mean is None:
+      return images
+    return images * self.pixel_std + self.pixel_mean
 
 
 # ----------------------------------------------------------------------------
@@ -292,6 +302,44 @@ def labelled_subset(labels: np.ndarray, num_labels: int, num_classes: int,
                       'fewer labels.')
     chosen.append(rng.choice(members, per_class, replace=False))
   return np.sort(np.concatenate(chosen))
+
+
+def training_labels(labels: np.ndarray, num_labels: int, num_classes: int,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """The labels training may see, and the rows they belong to.
+
+  Args:
+    labels: the training split's labels.
+    num_labels: 0 for none, -1 for all, else a class-balanced subset (see
+      ``labelled_subset``) drawn with ``seed``.
+
+  Returns:
+    ``labels`` with every row outside the labelled set replaced by -1, and the
+    sorted indices of the labelled rows.
+  """
+  if num_labels == -1:
+    return labels.astype(np.int32), np.arange(len(labels))
+  if num_labels == 0:
+    return np.full(len(labels), -1, np.int32), np.zeros((0,), np.int64)
+  idx = labelled_subset(labels, num_labels, num_classes, seed)
+  masked = np.full(len(labels), -1, np.int32)
+  masked[idx] = labels[idx]
+  return masked, idx
+
+
+def standardize(dataset: Dataset) -> Dataset:
+  """Per-dimension standardisation with the training split's mean and std.
+
+  The result keeps ``pixel_mean`` / ``pixel_std`` so figures can map back.
+  """
+  mean = dataset.train.images.mean(axis=0)
+  std = dataset.train.images.std(axis=0) + 1e-3  # constant pixels stay finite
+
+  def apply(split):
+    return Split(images=((split.images - mean) / std).astype(np.float32), labels=split.labels)
+
+  return dataclasses.replace(dataset, train=apply(dataset.train), valid=apply(dataset.valid),
+                             test=apply(dataset.test), pixel_mean=mean, pixel_std=std)
 
 
 def from_config(config) -> Dataset:

@@ -14,9 +14,12 @@ from typing import Sequence
 import chex
 import flax.linen as nn
 from flax import struct
+import jax
 import jax.numpy as jnp
+import jax.scipy.stats  # pylint: disable=unused-import
 
 from aae_jax import errors
+from aae_jax.parallel import AXIS
 
 ENCODER_KINDS = ('deterministic', 'gaussian', 'universal')
 
@@ -27,43 +30,70 @@ def kernel_init(init_std: float):
 
 
 class MLP(nn.Module):
-  """ReLU hidden layers, then a linear output layer."""
+  """ReLU hidden layers (batch-normalised before the ReLU if asked), then a linear layer.
+
+  With ``batch_norm``, ``train=True`` normalises by the statistics of the global
+  batch (averaged over ``AXIS`` when called inside the data-parallel step) and
+  updates the ``batch_stats`` collection; ``train=False`` uses the running averages.
+  """
   hidden: Sequence[int]
   out_dim: int
   init_std: float = 0.0
+  batch_norm: bool = False
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = False):
     chex.assert_rank(x, 2)
     init = kernel_init(self.init_std)
     for i, width in enumerate(self.hidden):
-      x = nn.relu(nn.Dense(width, kernel_init=init, name=f'hidden_{i}')(x))
+      x = nn.Dense(width, kernel_init=init, use_bias=not self.batch_norm,
+                   name=f'hidden_{i}')(x)
+      if self.batch_norm:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                         axis_name=AXIS if train else None, name=f'bn_{i}')(x)
+      x = nn.relu(x)
+    if self.out_dim == 0:  # a trunk: the caller adds its own heads
+      return x
     return nn.Dense(self.out_dim, kernel_init=init, name='out')(x)
 
 
 @struct.dataclass
 class Code:
-  """An encoder's output. ``mean`` / ``log_var`` only for the Gaussian kind."""
+  """An encoder's output.
+
+  ``mean`` / ``log_var`` only for the Gaussian kind; ``y_logits`` (N, num_classes)
+  only for encoders with a categorical head q(y|x).
+  """
   z: chex.Array
   mean: chex.Array | None = None
   log_var: chex.Array | None = None
+  y_logits: chex.Array | None = None
 
 
 class Encoder(nn.Module):
-  """q(z|x) of one of three kinds (section 2.1 of the paper).
+  """q(z|x) of one of three kinds (section 2.1 of the paper), optionally with q(y|x).
 
   * ``deterministic``: z = f(x).
   * ``gaussian``: z = mu(x) + sigma(x) * eps, eps ~ N(0, I) (reparameterised).
   * ``universal``: z = f(x, eta), eta ~ N(0, I) of ``noise_dim`` fed with x.
 
+  With ``num_classes`` > 0 a softmax head q(y|x) shares the trunk with the
+  linear style head z (the semi-supervised / clustering encoder, section 5-6).
+
   Attributes:
     input_noise_std: std of Gaussian noise added to x at training time only.
+    input_dropout: rate of dropout on x at training time only; the mask comes
+      from the ``dropout`` noise array (standard normals, dropped where their
+      normal CDF falls below the rate).
   """
   kind: str
   hidden: Sequence[int]
   code_dim: int
   noise_dim: int = 0
   input_noise_std: float = 0.0
+  input_dropout: float = 0.0
+  num_classes: int = 0
+  batch_norm: bool = False
   init_std: float = 0.0
 
   def noise_shapes(self, x_dim: int, train: bool) -> dict[str, tuple[int, ...]]:
@@ -71,6 +101,8 @@ class Encoder(nn.Module):
     shapes = {}
     if train and self.input_noise_std > 0:
       shapes['input'] = (x_dim,)
+    if train and self.input_dropout > 0:
+      shapes['dropout'] = (x_dim,)
     if self.kind == 'gaussian' and train:
       shapes['latent'] = (self.code_dim,)
     if self.kind == 'universal':
@@ -78,7 +110,8 @@ class Encoder(nn.Module):
     return shapes
 
   @nn.compact
-  def __call__(self, x, noise: dict[str, chex.Array] | None = None) -> Code:
+  def __call__(self, x, noise: dict[str, chex.Array] | None = None,
+               train: bool = False) -> Code:
     """Encodes x (N, D). Without ``noise['latent']`` the Gaussian kind returns its mean."""
     noise = noise or {}
     chex.assert_rank(x, 2)
@@ -86,37 +119,51 @@ class Encoder(nn.Module):
     if 'input' in noise:
       chex.assert_equal_shape([noise['input'], x])
       x = x + self.input_noise_std * noise['input']
+    if 'dropout' in noise:
+      chex.assert_equal_shape([noise['dropout'], x])
+      keep = jax.scipy.stats.norm.cdf(noise['dropout']) >= self.input_dropout
+      x = jnp.where(keep, x / (1.0 - self.input_dropout), 0.0)
     if self.kind == 'universal':
       chex.assert_shape(noise['eta'], (n, self.noise_dim))
       x = jnp.concatenate([x, noise['eta']], axis=-1)
     out_dim = 2 * self.code_dim if self.kind == 'gaussian' else self.code_dim
-    h = MLP(self.hidden, out_dim, self.init_std, name='mlp')(x)
+    init = kernel_init(self.init_std)
+    y_logits = None
+    if self.num_classes:
+      h = MLP(self.hidden, 0, self.init_std, self.batch_norm, name='mlp')(x, train)
+      y_logits = nn.Dense(self.num_classes, kernel_init=init, name='y_head')(h)
+      chex.assert_shape(y_logits, (n, self.num_classes))
+      h = nn.Dense(out_dim, kernel_init=init, name='z_head')(h)
+    else:
+      h = MLP(self.hidden, out_dim, self.init_std, self.batch_norm, name='mlp')(x, train)
     if self.kind != 'gaussian':
       chex.assert_shape(h, (n, self.code_dim))
-      return Code(z=h)
+      return Code(z=h, y_logits=y_logits)
     mean, log_var = jnp.split(h, 2, axis=-1)
     z = mean
     if 'latent' in noise:
       chex.assert_equal_shape([noise['latent'], mean])
       z = mean + jnp.exp(0.5 * log_var) * noise['latent']
-    return Code(z=z, mean=mean, log_var=log_var)
+    return Code(z=z, mean=mean, log_var=log_var, y_logits=y_logits)
 
 
 class Decoder(nn.Module):
-  """p(x|z): returns logits (N, out_dim); the loss decides how to read them."""
+  """p(x|h): returns logits (N, out_dim); the loss decides how to read them."""
   hidden: Sequence[int]
   out_dim: int
   init_std: float = 0.0
+  batch_norm: bool = False
 
   @nn.compact
-  def __call__(self, z):
-    logits = MLP(self.hidden, self.out_dim, self.init_std, name='mlp')(z)
-    chex.assert_shape(logits, (z.shape[0], self.out_dim))
+  def __call__(self, h, train: bool = False):
+    logits = MLP(self.hidden, self.out_dim, self.init_std, self.batch_norm,
+                 name='mlp')(h, train)
+    chex.assert_shape(logits, (h.shape[0], self.out_dim))
     return logits
 
 
 class Discriminator(nn.Module):
-  """D(z): one logit per example, "real" meaning drawn from the prior.
+  """D(z) or D(z, c): one logit per example, "real" meaning drawn from the prior.
 
   Attributes:
     input_noise_std: std of Gaussian noise added to D's input (``noise`` array)
@@ -127,11 +174,16 @@ class Discriminator(nn.Module):
   init_std: float = 0.0
 
   @nn.compact
-  def __call__(self, z, noise: chex.Array | None = None):
+  def __call__(self, z, noise: chex.Array | None = None,
+               condition: chex.Array | None = None):
+    """``condition`` (N, C), e.g. a one-hot label, is concatenated to the (noisy) input."""
     chex.assert_rank(z, 2)
     if noise is not None and self.input_noise_std > 0:
       chex.assert_equal_shape([noise, z])
       z = z + self.input_noise_std * noise
+    if condition is not None:
+      chex.assert_rank(condition, 2)
+      z = jnp.concatenate([z, condition], axis=-1)
     logits = MLP(self.hidden, 1, self.init_std, name='mlp')(z)[:, 0]
     chex.assert_shape(logits, (z.shape[0],))
     return logits
@@ -146,7 +198,11 @@ def _widths(value, field: str) -> tuple[int, ...]:
 
 
 def from_config(model_config, data_dim: int):
-  """The (encoder, decoder, discriminator) modules that ``config.model`` describes."""
+  """The (encoder, decoder, discriminator, disc_y) modules ``config.model`` describes.
+
+  ``disc_y`` (the categorical discriminator on q(y|x)) is None unless
+  ``model.num_classes`` > 0 and ``model.disc_y`` is True.
+  """
   m = model_config
   hidden = _widths(m.hidden, 'model.hidden')
   disc_hidden = _widths(m.disc_hidden, 'model.disc_hidden')
@@ -155,11 +211,22 @@ def from_config(model_config, data_dim: int):
                      f'choose one of {", ".join(ENCODER_KINDS)}.')
   if m.encoder == 'universal' and m.noise_dim <= 0:
     raise errors.UserError('model.encoder="universal" needs model.noise_dim > 0.')
+  if not 0 <= m.input_dropout < 1:
+    raise errors.UserError(f'model.input_dropout={m.input_dropout} must be in [0, 1).')
+  if m.num_classes < 0:
+    raise errors.UserError(f'model.num_classes={m.num_classes} must be 0 (no q(y|x) head) '
+                           'or the number of categories.')
   encoder = Encoder(kind=m.encoder, hidden=hidden, code_dim=m.code_dim,
                     noise_dim=m.noise_dim, input_noise_std=m.input_noise_std,
-                    init_std=m.init_std)
-  decoder = Decoder(hidden=hidden, out_dim=data_dim, init_std=m.init_std)
+                    input_dropout=m.input_dropout, num_classes=m.num_classes,
+                    batch_norm=m.batch_norm, init_std=m.init_std)
+  decoder = Decoder(hidden=hidden, out_dim=data_dim, init_std=m.init_std,
+                    batch_norm=m.batch_norm)
   discriminator = Discriminator(hidden=disc_hidden,
                                 input_noise_std=m.disc_input_noise_std,
                                 init_std=m.init_std)
-  return encoder, decoder, discriminator
+  disc_y = None
+  if m.num_classes and m.disc_y:
+    disc_y = Discriminator(hidden=disc_hidden, input_noise_std=m.disc_y_input_noise_std,
+                           init_std=m.init_std)
+  return encoder, decoder, discriminator, disc_y

@@ -26,6 +26,7 @@ from aae_jax import errors
 from aae_jax import losses
 from aae_jax import models
 from aae_jax import optim
+from aae_jax import priors
 
 Params = dict[str, Any]
 Objective = Callable[[Params, dict, chex.PRNGKey], tuple[chex.Array, dict]]
@@ -89,82 +90,265 @@ def decoder_output(output_activation: str):
   raise errors.UserError(f'model.output_activation={output_activation!r}: choose sigmoid or linear.')
 
 
+DECODER_INPUTS = ('z', 'y_z', 'label_z', 'heads')
+# Key of an objective's aux dict holding new non-trained variables (batch-norm
+# statistics), by params key; the train step stores them after the phase.
+STATE_KEY = 'state'
+STATS_SUFFIX = '_batch_stats'
+
+
+def one_hot_condition(labels, num_classes: int):
+  """One-hot of ``labels`` with an extra last class for unlabelled (label -1) examples."""
+  return jax.nn.one_hot(jnp.where(labels < 0, num_classes, labels), num_classes + 1)
+
+
+def head_separation_cost(heads, threshold: float):
+  """Sum over pairs of cluster heads of max(0, threshold - distance) (paper section 7)."""
+  diff = heads[:, None, :] - heads[None, :, :]
+  dist = jnp.sqrt(jnp.sum(diff**2, axis=-1) + 1e-12)
+  pairs = 1.0 - jnp.eye(heads.shape[0])
+  return 0.5 * jnp.sum(pairs * jax.nn.relu(threshold - dist))
+
+
 @dataclasses.dataclass(frozen=True)
 class AAE:
-  """The modules and prior of an unsupervised AAE, with the calls phases share."""
+  """An adversarial autoencoder's modules and priors, with the objectives phases use.
+
+  The unsupervised AAE needs only the first six fields. The others compose the
+  paper's label-aware models:
+
+  * ``num_classes`` > 0: the encoder also has a softmax head q(y|x); with
+    ``disc_y`` a categorical discriminator matches it to one-hot samples
+    (semi-supervised, clustering, dimensionality reduction).
+  * ``decoder_input``: what the decoder reads: ``z``; ``y_z`` = [q(y|x), z];
+    ``label_z`` = [one-hot true label, z] (supervised style/content);
+    ``heads`` = q(y|x) W_c + z with learned cluster heads W_c (params['heads']).
+  * ``condition_classes`` > 0: the z discriminator also sees the label one-hot
+    with an extra "unlabelled" class; labelled examples' prior samples come from
+    their class's component, unlabelled ones' from the whole prior.
+  """
   encoder: models.Encoder
   decoder: models.Decoder
   discriminator: models.Discriminator
   prior: Any
   reconstruction: Callable[[chex.Array, chex.Array], chex.Array]  # (logits, x) -> (N,)
   output: Callable[[chex.Array], chex.Array]  # decoder logits -> data space
+  disc_y: models.Discriminator | None = None
+  decoder_input: str = 'z'
+  label_classes: int = 0  # size of the one-hot label for decoder_input='label_z'
+  condition_classes: int = 0
+  heads_threshold: float = 0.0
+  heads_weight: float = 0.0
+  heads_init_std: float = 1.0
 
-  def encode(self, params, batch, key, train=True) -> models.Code:
+  @property
+  def num_classes(self) -> int:
+    return self.encoder.num_classes
+
+  # --- module calls -----------------------------------------------------------
+
+  def _apply(self, name, module, params, *args, train=False, record=None):
+    """``module.apply`` with its batch-norm statistics, if it has any.
+
+    In training mode new statistics go into ``record`` (when given) under
+    ``name + STATS_SUFFIX``; otherwise they are dropped.
+    """
+    variables = {'params': params[name]}
+    stats = name + STATS_SUFFIX
+    if stats not in params:
+      return module.apply(variables, *args, train=train)
+    variables['batch_stats'] = params[stats]
+    if not train:
+      return module.apply(variables, *args, train=False)
+    out, new = module.apply(variables, *args, train=True, mutable=['batch_stats'])
+    if record is not None:
+      record[stats] = new['batch_stats']
+    return out
+
+  def encode(self, params, batch, key, train=True, record=None) -> models.Code:
     shapes = self.encoder.noise_shapes(batch['x'].shape[-1], train)
     noise = per_example_normal(key, batch['position'], shapes) if shapes else None
-    return self.encoder.apply({'params': params['encoder']}, batch['x'], noise)
+    return self._apply('encoder', self.encoder, params, batch['x'], noise,
+                       train=train, record=record)
 
-  def discriminate(self, params, z, positions, key):
+  def decoder_input_from(self, params, z, y):
+    """The decoder's input for codes z (N, dim) and class vectors y (N, C) or None."""
+    if self.decoder_input == 'z':
+      return z
+    if self.decoder_input == 'heads':
+      return y @ params['heads'] + z
+    return jnp.concatenate([y, z], axis=-1)
+
+  def decoder_in(self, params, code: models.Code, batch):
+    y = None
+    if self.decoder_input == 'label_z':
+      y = jax.nn.one_hot(batch['label'], self.label_classes)
+    elif self.decoder_input != 'z':
+      y = jax.nn.softmax(code.y_logits)
+    return self.decoder_input_from(params, code.z, y)
+
+  def decode_logits(self, params, h, train=False, record=None):
+    return self._apply('decoder', self.decoder, params, h, train=train, record=record)
+
+  def discriminate(self, params, z, positions, key, condition=None, name='discriminator'):
+    module = self.discriminator if name == 'discriminator' else self.disc_y
     noise = None
-    if self.discriminator.input_noise_std > 0:
+    if module.input_noise_std > 0:
       noise = per_example_normal(key, positions, {'d': (z.shape[-1],)})['d']
-    return self.discriminator.apply({'params': params['discriminator']}, z, noise)
+    return module.apply({'params': params[name]}, z, noise, condition)
+
+  def _z_condition(self, batch):
+    if not self.condition_classes:
+      return None
+    return one_hot_condition(batch['label'], self.condition_classes)
 
   def init(self, key, data_dim: int) -> Params:
-    k_enc, k_dec, k_disc = jax.random.split(key, 3)
+    k_enc, k_dec, k_disc, k_y, k_heads = jax.random.split(key, 5)
     x = jnp.zeros((1, data_dim))
     noise = {n: jnp.zeros((1,) + s)
              for n, s in self.encoder.noise_shapes(data_dim, train=True).items()}
     z = jnp.zeros((1, self.encoder.code_dim))
-    return {
-        'encoder': self.encoder.init(k_enc, x, noise)['params'],
-        'decoder': self.decoder.init(k_dec, z)['params'],
-        'discriminator': self.discriminator.init(k_disc, z)['params'],
+    y = jnp.zeros((1, self.num_classes or self.label_classes))
+    h = self.decoder_input_from({'heads': jnp.zeros((y.shape[1], z.shape[1]))}, z, y)
+    condition = (jnp.zeros((1, self.condition_classes + 1))
+                 if self.condition_classes else None)
+    variables = {
+        'encoder': self.encoder.init(k_enc, x, noise),
+        'decoder': self.decoder.init(k_dec, h),
+        'discriminator': self.discriminator.init(k_disc, z, None, condition),
     }
+    if self.disc_y is not None:
+      variables['disc_y'] = self.disc_y.init(k_y, y)
+    params = {}
+    for name, v in variables.items():
+      params[name] = v['params']
+      if 'batch_stats' in v:
+        params[name + STATS_SUFFIX] = v['batch_stats']
+    if self.decoder_input == 'heads':
+      params['heads'] = self.heads_init_std * jax.random.normal(
+          k_heads, (self.num_classes, self.encoder.code_dim))
+    return params
 
   # --- objectives -----------------------------------------------------------
 
   def reconstruction_objective(self, params, batch, key):
-    code = self.encode(params, batch, key)
-    logits = self.decoder.apply({'params': params['decoder']}, code.z)
+    record = {}
+    code = self.encode(params, batch, key, record=record)
+    logits = self.decode_logits(params, self.decoder_in(params, code, batch),
+                                train=True, record=record)
     loss = jnp.mean(self.reconstruction(logits, batch['x']))
-    return loss, {'train/recon_loss': loss}
+    metrics = {'train/recon_loss': loss}
+    if self.decoder_input == 'heads' and self.heads_weight > 0:
+      cost = head_separation_cost(params['heads'], self.heads_threshold)
+      metrics['train/head_cost'] = cost
+      loss = loss + self.heads_weight * cost
+    return loss, {**metrics, STATE_KEY: record}
+
+  def prior_samples(self, batch, key):
+    """One sample of the z prior per example; labelled ones from their component (E2)."""
+    if not self.condition_classes:
+      return per_example_prior(self.prior, key, batch['position'])
+    k_comp, k_sample = jax.random.split(key)
+    random = jax.vmap(lambda p: jax.random.randint(
+        jax.random.fold_in(k_comp, p), (), 0, self.prior.num_components))(batch['position'])
+    components = jnp.where(batch['label'] < 0, random, batch['label'])
+    return per_example_prior(self.prior, k_sample, batch['position'], components)
 
   def discriminator_objective(self, params, batch, key):
     k_enc, k_prior, k_real, k_fake = jax.random.split(key, 4)
     fake = self.encode(params, batch, k_enc).z
-    real = per_example_prior(self.prior, k_prior, batch['position'])
-    real_logits = self.discriminate(params, real, batch['position'], k_real)
-    fake_logits = self.discriminate(params, fake, batch['position'], k_fake)
-    loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
-    accuracy = 0.5 * (jnp.mean(real_logits > 0) + jnp.mean(fake_logits < 0))
-    return loss, {'train/disc_loss': loss, 'train/disc_accuracy': accuracy}
+    real = self.prior_samples(batch, k_prior)
+    condition = self._z_condition(batch)
+    real_logits = self.discriminate(params, real, batch['position'], k_real, condition)
+    fake_logits = self.discriminate(params, fake, batch['position'], k_fake, condition)
+    return _discriminator_metrics('disc', real_logits, fake_logits)
+
+  def disc_y_objective(self, params, batch, key):
+    k_enc, k_prior, k_real, k_fake = jax.random.split(key, 4)
+    fake = jax.nn.softmax(self.encode(params, batch, k_enc).y_logits)
+    real = per_example_prior(priors.Categorical(self.num_classes), k_prior, batch['position'])
+    real_logits = self.discriminate(params, real, batch['position'], k_real, name='disc_y')
+    fake_logits = self.discriminate(params, fake, batch['position'], k_fake, name='disc_y')
+    return _discriminator_metrics('disc_y', real_logits, fake_logits)
 
   def generator_objective(self, params, batch, key):
-    k_enc, k_fake = jax.random.split(key)
-    fake = self.encode(params, batch, k_enc).z
-    fake_logits = self.discriminate(params, fake, batch['position'], k_fake)
+    """The encoder fools the z discriminator (and the categorical one, if any)."""
+    k_enc, k_fake, k_fake_y = jax.random.split(key, 3)
+    code = self.encode(params, batch, k_enc)
+    fake_logits = self.discriminate(params, code.z, batch['position'], k_fake,
+                                    self._z_condition(batch))
     loss = losses.generator_loss(fake_logits=fake_logits)
-    return loss, {'train/gen_loss': loss}
+    metrics = {'train/gen_loss': loss}
+    if self.disc_y is not None:
+      y_logits = self.discriminate(params, jax.nn.softmax(code.y_logits), batch['position'],
+                                   k_fake_y, name='disc_y')
+      loss_y = losses.generator_loss(fake_logits=y_logits)
+      metrics['train/gen_y_loss'] = loss_y
+      loss = loss + loss_y
+    return loss, metrics
+
+  def supervised_objective(self, params, batch, key):
+    """Cross-entropy of q(y|x) on the step's labelled mini-batch (``batch['labelled']``)."""
+    labelled = batch['labelled']
+    logits = self.encode(params, labelled, key).y_logits
+    loss = jnp.mean(losses.categorical_cross_entropy(logits=logits, labels=labelled['label']))
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labelled['label'])
+    return loss, {'train/ce_loss': loss, 'train/labelled_accuracy': accuracy}
 
 
-def aae_from_config(config, prior, data_dim: int) -> AAE:
-  encoder, decoder, discriminator = models.from_config(config.model, data_dim)
+def _discriminator_metrics(name, real_logits, fake_logits):
+  loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
+  accuracy = 0.5 * (jnp.mean(real_logits > 0) + jnp.mean(fake_logits < 0))
+  return loss, {f'train/{name}_loss': loss, f'train/{name}_accuracy': accuracy}
+
+
+def aae_from_config(config, prior, data_dim: int, num_classes: int = 10) -> AAE:
+  """The AAE that ``config.model`` / ``config.loss`` describe.
+
+  ``num_classes`` is the dataset's number of classes (for label one-hots).
+  """
+  m = config.model
+  if m.decoder_input not in DECODER_INPUTS:
+    raise errors.UserError(f'model.decoder_input={m.decoder_input!r}: choose one of '
+                           f'{", ".join(DECODER_INPUTS)}.')
+  if m.decoder_input in ('y_z', 'heads') and m.num_classes <= 0:
+    raise errors.UserError(f'model.decoder_input={m.decoder_input!r} reads q(y|x): set '
+                           'model.num_classes to the number of categories (e.g. 10).')
+  if m.label_condition and not getattr(prior, 'num_components', 0):
+    raise errors.UserError(f'model.label_condition=True needs a prior with components '
+                           f'(mog, swiss_roll), not {prior.name!r}.')
+  encoder, decoder, discriminator, disc_y = models.from_config(m, data_dim)
   return AAE(encoder=encoder, decoder=decoder, discriminator=discriminator,
              prior=prior,
              reconstruction=reconstruction_fn(config.loss.reconstruction,
-                                              config.model.output_activation),
-             output=decoder_output(config.model.output_activation))
+                                              m.output_activation),
+             output=decoder_output(m.output_activation),
+             disc_y=disc_y,
+             decoder_input=m.decoder_input,
+             label_classes=num_classes,
+             condition_classes=prior.num_components if m.label_condition else 0,
+             heads_threshold=config.loss.head_threshold,
+             heads_weight=config.loss.head_weight,
+             heads_init_std=m.heads_init_std)
 
 
-def aae_phases(aae: AAE, config, steps_per_epoch: int) -> tuple[Phase, ...]:
-  """The paper's order: reconstruction, then discriminator, then generator."""
+def aae_phases(aae: AAE, config, steps_per_epoch: int,
+               supervised: bool = False) -> tuple[Phase, ...]:
+  """The paper's order: reconstruction; discriminator(s); generator; then, with
+  ``supervised``, cross-entropy of q(y|x) on a labelled mini-batch."""
 
   def tx(name):
     return optim.from_config(config.optim[name], steps_per_epoch, f'optim.{name}')
 
-  return (
-      Phase('recon', ('encoder', 'decoder'), aae.reconstruction_objective, tx('recon')),
+  autoencoder = ('encoder', 'decoder') + (('heads',) if aae.decoder_input == 'heads' else ())
+  phase_list = [
+      Phase('recon', autoencoder, aae.reconstruction_objective, tx('recon')),
       Phase('disc', ('discriminator',), aae.discriminator_objective, tx('disc')),
-      Phase('gen', ('encoder',), aae.generator_objective, tx('gen')),
-  )
+  ]
+  if aae.disc_y is not None:
+    phase_list.append(Phase('disc_y', ('disc_y',), aae.disc_y_objective, tx('disc_y')))
+  phase_list.append(Phase('gen', ('encoder',), aae.generator_objective, tx('gen')))
+  if supervised:
+    phase_list.append(
+        Phase('supervised', ('encoder',), aae.supervised_objective, tx('supervised')))
+  return tuple(phase_list)

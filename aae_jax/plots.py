@@ -12,8 +12,12 @@ import numpy as np
 
 
 def latent_scatter(codes: np.ndarray, labels: np.ndarray, path: str | os.PathLike,
-                   title: str = '', prior_samples: np.ndarray | None = None) -> None:
-  """Codes coloured by label (first two dimensions), next to prior samples if given."""
+                   title: str = '', prior_samples: np.ndarray | None = None,
+                   marks: np.ndarray | None = None) -> None:
+  """Codes coloured by label (first two dimensions), next to prior samples if given.
+
+  ``marks`` (K, 2), e.g. cluster heads, are drawn as numbered crosses.
+  """
   panels = 2 if prior_samples is not None else 1
   fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5), squeeze=False)
   ax = axes[0, 0]
@@ -21,6 +25,10 @@ def latent_scatter(codes: np.ndarray, labels: np.ndarray, path: str | os.PathLik
                       vmin=-0.5, vmax=9.5, rasterized=True)
   fig.colorbar(points, ax=ax, ticks=range(10))
   ax.set_title(title + ('' if codes.shape[1] == 2 else f' (dims 0, 1 of {codes.shape[1]})'))
+  if marks is not None:
+    ax.scatter(marks[:, 0], marks[:, 1], marker='x', c='black', s=40)
+    for i, (mx, my) in enumerate(marks[:, :2]):
+      ax.annotate(str(i), (mx, my), fontsize=7)
   if prior_samples is not None:
     ax2 = axes[0, 1]
     ax2.scatter(prior_samples[:, 0], prior_samples[:, 1], s=2, c='gray', rasterized=True)

@@ -162,12 +162,24 @@ class SwissRoll:
       u = (labels + u) / self.num_components
     return self.curve(u) + self.noise_std * jax.random.normal(k_eps, (n, 2))
 
-  def log_prob(self, z):
+  def _log_kernel(self, z):
     chex.assert_shape(z, (None, 2))
     m = self.quadrature_points
     nodes = self.curve((jnp.arange(m) + 0.5) / m)  # (m, 2)
-    log_kernel = _gaussian_log_prob(z[:, None, :], nodes[None], self.noise_std)
-    return jax.nn.logsumexp(log_kernel, axis=-1) - math.log(m)
+    return _gaussian_log_prob(z[:, None, :], nodes[None], self.noise_std)
+
+  def log_prob(self, z):
+    log_kernel = self._log_kernel(z)
+    return jax.nn.logsumexp(log_kernel, axis=-1) - math.log(log_kernel.shape[-1])
+
+  def component_log_probs(self, z):
+    """log p(z | section k) for every k: (n, K), by the same quadrature per section."""
+    k = self.num_components
+    if self.quadrature_points % k:
+      raise ValueError(f'quadrature_points={self.quadrature_points} must be a multiple '
+                       f'of num_components={k}')
+    log_kernel = self._log_kernel(z).reshape(z.shape[0], k, -1)
+    return jax.nn.logsumexp(log_kernel, axis=-1) - math.log(log_kernel.shape[-1])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,7 @@ from aae_jax import phases as phases_lib
 from aae_jax import plots
 from aae_jax import priors
 
-_NOISE_STREAM, _ORDER_STREAM = 0, 1
+_NOISE_STREAM, _ORDER_STREAM, _LABELLED_STREAM = 0, 1, 2
 # Per-step metric, per phase: 1 where its loss or the parameters it just updated
 # are not finite. The loop stops on it before anything is saved.
 GUARD_PREFIX = 'guard/nonfinite_'
@@ -70,10 +70,12 @@ def train_step(state: TrainState, batch: dict,
       return phase.objective({**frozen, **owned}, batch, key)
 
     (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(owned)
+    new_state = aux.pop(phases_lib.STATE_KEY, {})  # batch-norm statistics, if any
     grads = jax.lax.pmean(grads, parallel.AXIS)
     updates, opt_state[phase.name] = phase.tx.update(grads, opt_state[phase.name], owned)
     owned = optax.apply_updates(owned, updates)
     params.update(owned)
+    params.update(new_state)
     metrics.update(aux)
     finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(owned)]))
@@ -82,45 +84,75 @@ def train_step(state: TrainState, batch: dict,
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def epoch_order(rng: chex.PRNGKey, epoch, num_examples: int) -> jax.Array:
-  """The order in which an epoch visits the training set: a function of (rng, epoch)."""
-  key = jax.random.fold_in(jax.random.fold_in(rng, _ORDER_STREAM), epoch)
+def epoch_order(rng: chex.PRNGKey, epoch, num_examples: int,
+                stream: int = _ORDER_STREAM) -> jax.Array:
+  """The order in which an epoch visits the training set: a function of (rng, epoch).
+
+  ``stream`` separates the labelled set's own epochs (``_LABELLED_STREAM``).
+  """
+  key = jax.random.fold_in(jax.random.fold_in(rng, stream), epoch)
   return jax.random.permutation(key, num_examples)
 
 
+def _cycled_order(rng, step, steps_per_epoch: int, num_examples: int, stream: int,
+                  previous=None):
+  """The epoch order of ``step``'s epoch: drawn at an epoch's first step, else kept."""
+  draw = lambda: epoch_order(rng, step // steps_per_epoch, num_examples, stream)
+  if previous is None:
+    return draw()
+  return jax.lax.cond(step % steps_per_epoch == 0, draw, lambda: previous)
+
+
 def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps: int,
-                     num_examples: int):
+                     num_examples: int, num_labelled: int = 0):
   """A per-device function running ``num_steps`` steps with ``lax.scan``.
 
-  It takes the state and this device's rows of the training set (from
-  ``DataParallel.shard_rows``). Epoch e visits the ``num_examples`` examples in
-  ``epoch_order(rng, e)``; step s takes the (s mod steps/epoch)-th slice of
-  ``batch_size`` of that order, gathered from the devices that hold those rows
-  (``parallel.gather_rows``); this device gets its contiguous share. Batches,
-  and the per-example noise keyed by global positions, do not depend on the
-  number of devices or processes.
+  It takes the state and this device's rows of the training set (images and
+  labels, from ``DataParallel.shard_rows``; unlabelled rows have label -1).
+  Epoch e visits the ``num_examples`` examples in ``epoch_order(rng, e)``; step
+  s takes the (s mod steps/epoch)-th slice of ``batch_size`` of that order,
+  gathered from the devices that hold those rows (``parallel.gather_rows``);
+  this device gets its contiguous share. Batches, and the per-example noise
+  keyed by global positions, do not depend on the number of devices or processes.
+
+  With ``num_labelled`` > 0 the chunk also takes ``labelled_idx`` (the training
+  rows whose labels may be used, replicated) and adds ``batch['labelled']``: a
+  mini-batch of ``batch_size`` of them, visited epoch by epoch in their own
+  order, with noise positions after the unlabelled batch's.
   """
   local = batch_size // num_devices
   steps_per_epoch = num_examples // batch_size
+  labelled_steps = num_labelled // batch_size
 
-  def chunk(state: TrainState, images: jax.Array, labels: jax.Array):
+  def chunk(state: TrainState, images: jax.Array, labels: jax.Array,
+            labelled_idx: jax.Array | None = None):
     positions = jax.lax.axis_index(parallel.AXIS) * local + jnp.arange(local)
 
+    def orders(step, previous=(None, None)):
+      main = _cycled_order(state.rng, step, steps_per_epoch, num_examples,
+                           _ORDER_STREAM, previous[0])
+      if not num_labelled:
+        return main, None
+      return main, _cycled_order(state.rng, step, labelled_steps, num_labelled,
+                                 _LABELLED_STREAM, previous[1])
+
+    def rows(order, step, epoch_steps, index=None):
+      idx = jax.lax.dynamic_slice(order, ((step % epoch_steps) * batch_size,), (batch_size,))
+      return parallel.gather_rows((images, labels), idx if index is None else index[idx])
+
     def body(carry, _):
-      state, order = carry
-      step_in_epoch = state.step % steps_per_epoch
-      order = jax.lax.cond(
-          step_in_epoch == 0,
-          lambda: epoch_order(state.rng, state.step // steps_per_epoch, num_examples),
-          lambda: order)
-      idx = jax.lax.dynamic_slice(order, (step_in_epoch * batch_size,), (batch_size,))
-      x, y = parallel.gather_rows((images, labels), idx)
+      state, previous = carry
+      order = orders(state.step, previous)
+      x, y = rows(order[0], state.step, steps_per_epoch)
       batch = {'x': x, 'label': y, 'position': positions}
+      if num_labelled:
+        lx, ly = rows(order[1], state.step, labelled_steps, labelled_idx)
+        batch['labelled'] = {'x': lx, 'label': ly, 'position': positions + batch_size}
       state, metrics = train_step(state, batch, phase_list)
       return (state, order), metrics
 
-    first = epoch_order(state.rng, state.step // steps_per_epoch, num_examples)
-    (state, _), metrics = jax.lax.scan(body, (state, first), None, length=num_steps)
+    (state, _), metrics = jax.lax.scan(body, (state, orders(state.step)), None,
+                                       length=num_steps)
     return state, metrics
 
   return chunk
@@ -136,6 +168,32 @@ class Experiment:
   phases: tuple = struct.field(pytree_node=False)
   state: TrainState
   steps_per_epoch: int = struct.field(pytree_node=False)
+  # The training labels the phases may see (-1 where unlabelled) and the rows
+  # of the labelled set (empty without data.num_labels).
+  train_labels: np.ndarray = struct.field(pytree_node=False)
+  labelled_idx: np.ndarray = struct.field(pytree_node=False)
+
+  @property
+  def supervised(self) -> bool:
+    return any(p.name == 'supervised' for p in self.phases)
+
+
+def _check_labels(config, aae: phases_lib.AAE, num_labels: int) -> None:
+  m = config.model
+  if num_labels < -1:
+    raise errors.UserError(f'data.num_labels={num_labels}: use 0 (no labels), -1 (all) '
+                           'or a positive, class-balanced count such as 1000.')
+  if m.decoder_input == 'label_z' and num_labels != -1:
+    raise errors.UserError('model.decoder_input="label_z" decodes every example with its '
+                           'label: set data.num_labels=-1 (all labels).')
+  if num_labels and not (aae.num_classes or aae.condition_classes or
+                         m.decoder_input == 'label_z'):
+    raise errors.UserError(f'data.num_labels={num_labels} but nothing in config.model reads '
+                           'labels: set model.num_classes, model.label_condition or '
+                           'model.decoder_input="label_z", or data.num_labels=0.')
+  if aae.num_classes and num_labels and num_labels != -1 and num_labels < config.batch_size:
+    raise errors.UserError(f'data.num_labels={num_labels} is smaller than batch_size='
+                           f'{config.batch_size}; the labelled phase draws full batches.')
 
 
 def build(config, dataset: data_lib.Dataset) -> Experiment:
@@ -147,15 +205,21 @@ def build(config, dataset: data_lib.Dataset) -> Experiment:
   steps_per_epoch = num_train // config.batch_size
   prior = priors.from_config(config.prior)
   data_dim = int(np.prod(dataset.image_shape))
-  aae = phases_lib.aae_from_config(config, prior, data_dim)
+  aae = phases_lib.aae_from_config(config, prior, data_dim, dataset.num_classes)
   if prior.dim != aae.encoder.code_dim:
     raise errors.UserError(f'model.code_dim={aae.encoder.code_dim} differs from the prior '
                      f'{prior.name!r} of dimension {prior.dim}; make them equal.')
-  phase_list = phases_lib.aae_phases(aae, config, steps_per_epoch)
+  num_labels = config.data.num_labels
+  _check_labels(config, aae, num_labels)
+  train_labels, labelled_idx = data_lib.training_labels(
+      dataset.train.labels, num_labels, dataset.num_classes, config.seed)
+  supervised = bool(aae.num_classes and num_labels)
+  phase_list = phases_lib.aae_phases(aae, config, steps_per_epoch, supervised)
   init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
   state = create_train_state(phase_list, aae.init(init_key, data_dim), train_key)
   return Experiment(aae=aae, phases=phase_list, state=state,
-                    steps_per_epoch=steps_per_epoch)
+                    steps_per_epoch=steps_per_epoch, train_labels=train_labels,
+                    labelled_idx=labelled_idx)
 
 
 # ----------------------------------------------------------------------------
@@ -257,33 +321,81 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def _class_vectors(aae: phases_lib.AAE, test_out: dict, labels: np.ndarray):
+  """What the decoder reads besides z for the test codes (None for a plain AAE)."""
+  if aae.decoder_input == 'label_z':
+    return np.eye(aae.label_classes, dtype=np.float32)[labels]
+  return test_out.get('y_probs') if aae.decoder_input != 'z' else None
+
+
 def write_figures(evaluator: evaluate.Evaluator, params, dataset: data_lib.Dataset,
-                  test_codes: np.ndarray, directory: pathlib.Path, step: int) -> None:
-  """Test codes by label, decoded prior percentiles, prior samples, reconstructions."""
+                  test_out: dict, directory: pathlib.Path, step: int) -> None:
+  """The figures of an experiment, from the test outputs the evaluation computed.
+
+  Always: test codes by label (next to prior samples; with cluster heads, the
+  2-D representation q(y|x) W_c + z and the heads) and reconstructions. A plain
+  AAE adds the decoded prior-percentile grid and prior samples; a decoder that
+  reads a class adds ``style.png`` (rows: one style z each, columns: classes);
+  an unsupervised q(y|x) adds ``clusters.png`` (each row: the cluster's head, decoded
+  with style zero, then its most confident test members).
+  """
   directory.mkdir(parents=True, exist_ok=True)
-  prior = evaluator.aae.prior
-  samples = np.asarray(prior.sample(jax.random.PRNGKey(step), 20_000))
-  shape = dataset.image_shape
-  plots.latent_scatter(test_codes, dataset.test.labels, directory / 'latent_test.png',
-                       f'test codes at step {step}', prior_samples=samples[:len(test_codes)])
-  n = 20
-  grid = evaluator.decode(params, plots.percentile_grid(samples, n))
-  plots.image_grid(grid.reshape((-1,) + shape), n, directory / 'prior_grid.png',
-                   'decoded grid of prior percentiles')
-  decoded = evaluator.decode(params, samples[:100])
-  plots.image_grid(decoded.reshape((-1,) + shape), 10, directory / 'samples.png',
-                   'decoded prior samples')
+  aae = evaluator.aae
+  samples = np.asarray(aae.prior.sample(jax.random.PRNGKey(step), 20_000))
+  images = dataset.to_pixels
+  labels = dataset.test.labels
+  if aae.decoder_input == 'heads':
+    plots.latent_scatter(test_out['shown'], labels, directory / 'latent_test.png',
+                         f'test codes q(y|x) W_c + z at step {step}',
+                         marks=np.asarray(params['heads']))
+  else:
+    plots.latent_scatter(test_out['z'], labels, directory / 'latent_test.png',
+                         f'test codes at step {step}',
+                         prior_samples=samples[:len(labels)])
+  if aae.decoder_input == 'z':
+    n = 20
+    grid = evaluator.decode(params, plots.percentile_grid(samples, n))
+    plots.image_grid(images(grid), n, directory / 'prior_grid.png',
+                     'decoded grid of prior percentiles')
+    plots.image_grid(images(evaluator.decode(params, samples[:100])), 10,
+                     directory / 'samples.png', 'decoded prior samples')
+  else:
+    num_classes = aae.num_classes or aae.label_classes
+    styles = np.repeat(samples[:10], num_classes, axis=0)
+    y = np.tile(np.eye(num_classes, dtype=np.float32), (10, 1))
+    plots.image_grid(images(evaluator.decode(params, styles, y)), 10,
+                     directory / 'style.png',
+                     'rows: one style z from the prior; columns: classes')
+  if 'cluster_labels' in test_out:
+    _cluster_figure(evaluator, params, test_out, dataset, directory / 'clusters.png')
   originals = dataset.test.images[:50]
-  recon = evaluator.decode(params, test_codes[:50]).reshape((-1,) + shape)
-  pairs = np.stack([originals, recon], axis=1).reshape((-1,) + shape)
-  plots.image_grid(pairs, 10, directory / 'reconstructions.png',
+  y = _class_vectors(aae, test_out, labels)
+  recon = evaluator.decode(params, test_out['z'][:50], None if y is None else y[:50])
+  pairs = np.stack([images(originals), images(recon)], axis=1)
+  plots.image_grid(pairs.reshape((-1,) + pairs.shape[2:]), 10,
+                   directory / 'reconstructions.png',
                    'test images (odd columns) and reconstructions')
 
 
-def evaluate_all(evaluator, params, dataset) -> tuple[dict, np.ndarray]:
-  valid, _ = evaluator.split_metrics(params, 'valid', dataset.valid.images)
-  test, test_codes = evaluator.split_metrics(params, 'test', dataset.test.images)
-  return {**valid, **test}, test_codes
+def _cluster_figure(evaluator, params, test_out, dataset, path, members: int = 15):
+  images = dataset.to_pixels
+  probs = test_out['y_probs']
+  k = probs.shape[1]
+  heads = images(evaluator.decode(params, np.zeros((k, evaluator.aae.encoder.code_dim),
+                                                    np.float32), np.eye(k, dtype=np.float32)))
+  assigned = probs.argmax(axis=1)
+  rows = []
+  for i in range(k):
+    mine = np.flatnonzero(assigned == i)
+    mine = mine[np.argsort(-probs[mine, i])][:members]
+    row = np.ones((members + 1,) + heads.shape[1:], np.float32)
+    row[0] = heads[i]
+    row[1:1 + len(mine)] = images(dataset.test.images[mine])
+    rows.append(row)
+  plots.image_grid(np.concatenate(rows), k, path,
+                   'cluster heads (style 0, first column) and their most confident '
+                   'test members; cluster labels: ' +
+                   ' '.join(str(int(c)) for c in test_out['cluster_labels']))
 
 
 def _mean_train_metrics(chunks: list[dict]) -> dict:
@@ -303,6 +415,8 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   dp = parallel.DataParallel(config.parallel.backend)
   dp.check_batch_size(config.batch_size)
   dataset = dataset or distributed.main_first(lambda: data_lib.from_config(config), 'data')
+  if config.data.standardize and dataset.pixel_mean is None:
+    dataset = data_lib.standardize(dataset)
   exp = build(config, dataset)
   logging.info('%s: %d train / %d valid / %d test examples, %d steps per epoch, '
                '%d device(s) via %s.', dataset.name, len(dataset.train),
@@ -318,14 +432,17 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   if start:
     logging.info('Resumed from %s at step %d.', ckpt.directory, start)
   total = config.num_train_steps
-  evaluator = evaluate.Evaluator(exp.aae, batch_size=config.eval_batch_size, seed=config.seed)
+  evaluator = evaluate.Evaluator(exp.aae, batch_size=config.eval_batch_size, seed=config.seed,
+                                 supervised=exp.supervised)
   if start >= total:
     logging.info('Already trained for %d steps; evaluating only.', start)
-    return evaluate_all(evaluator, jax.device_get(state.params), dataset)[0]
+    return evaluator.evaluate(jax.device_get(state.params), dataset)[0]
 
   train = dataset.train
   images = dp.shard_rows(train.images.reshape(len(train), -1))
-  labels = dp.shard_rows(train.labels)
+  labels = dp.shard_rows(exp.train_labels)  # -1 where training may not see the label
+  num_labelled = len(exp.labelled_idx) if exp.supervised else 0
+  extra = (dp.replicate(jnp.asarray(exp.labelled_idx, jnp.int32)),) if num_labelled else ()
   dev_state = dp.replicate(state)
   del state
 
@@ -333,7 +450,8 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   def compiled(num_steps: int):
     return dp.compile(make_train_chunk(exp.phases, batch_size=config.batch_size,
                                        num_devices=dp.num_devices, num_steps=num_steps,
-                                       num_examples=len(train)),
+                                       num_examples=len(train),
+                                       num_labelled=num_labelled),
                       sharded_argnums=(1, 2))
 
   progress = metrics_lib.Progress(start, total)
@@ -343,7 +461,7 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   with _Preemption() as preemption:
     while step < total:
       num_steps = _next_stop(step, config) - step
-      dev_state, chunk_metrics = compiled(num_steps)(dev_state, images, labels)
+      dev_state, chunk_metrics = compiled(num_steps)(dev_state, images, labels, *extra)
       step += num_steps
       pending.append(chunk_metrics)
       if len(pending) > 1:  # at most two dispatches in flight
@@ -369,10 +487,10 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
                                 'train/epoch': step / exp.steps_per_epoch})
       if at_eval:
         params = jax.device_get(dp.unreplicate(dev_state).params)
-        final, test_codes = evaluate_all(evaluator, params, dataset)
+        final, test_out = evaluator.evaluate(params, dataset)
         record.update(final)
         if main_process:
-          write_figures(evaluator, params, dataset, test_codes, workdir / 'figures', step)
+          write_figures(evaluator, params, dataset, test_out, workdir / 'figures', step)
       if step == total:
         record.update({'run/train_seconds': train_seconds,
                        'run/steps_per_sec': (total - start) / max(train_seconds, 1e-9)})

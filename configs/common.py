@@ -28,7 +28,11 @@ def get_config():
   # datasets go ('' means $TFDS_DATA_DIR or ~/tensorflow_datasets).
   c.data = ml_collections.ConfigDict(dict(
       name='mnist', manual_dir='', cache_dir='', num_valid=10_000,
-      verify_checksums=True))
+      verify_checksums=True,
+      # Labels training may use: 0 none, -1 all, n a class-balanced set of n
+      # training examples drawn with `seed` (never from valid or test).
+      num_labels=0,
+      standardize=False))  # per-dimension standardisation (SVHN recipe)
   # backend: 'shard_map' or 'pmap'. Multi-process (one process per host, see
   # aae_jax/distributed.py): distributed=True or AAE_DISTRIBUTED=1; the other
   # fields may stay unset ('', 0, -1) where JAX detects them (TPU VMs, SLURM).
@@ -50,8 +54,19 @@ def get_config():
       input_noise_std=0.0,  # on the encoder's input, training only
       disc_hidden=(1000, 1000), disc_input_noise_std=0.0,
       init_std=0.01,  # N(0, 0.01^2) weights as in the paper; 0 for LeCun normal
-      output_activation='sigmoid'))
-  c.loss = ml_collections.ConfigDict(dict(reconstruction='bernoulli'))
+      output_activation='sigmoid',
+      batch_norm=False,  # in every encoder / decoder hidden layer (SVHN recipe)
+      input_dropout=0.0,  # on the encoder's input, training only
+      # Label-aware models (see aae_jax/phases.py, AAE):
+      num_classes=0,  # > 0: a softmax head q(y|x) with this many categories
+      disc_y=True,  # with num_classes: a categorical discriminator on q(y|x)
+      disc_y_input_noise_std=0.0,
+      decoder_input='z',  # 'z', 'y_z', 'label_z' or 'heads'
+      label_condition=False,  # the z discriminator also sees the label (E2)
+      heads_init_std=1.0))  # cluster heads W_c (decoder_input='heads')
+  c.loss = ml_collections.ConfigDict(dict(
+      reconstruction='bernoulli',
+      head_threshold=0.0, head_weight=0.0))  # dimensionality reduction's head cost
   # The CPU-scale unsupervised recipe: one Adam per phase at the same rate, so
   # neither reconstruction nor regularisation dominates the encoder, and step
   # decay (as in the paper's SGD schedules) to let the adversarial game settle.
@@ -60,12 +75,41 @@ def get_config():
   c.optim = ml_collections.ConfigDict(dict(
       recon=optimizer('adam', 5e-4, **recipe),
       disc=optimizer('adam', 5e-4, **recipe),
-      gen=optimizer('adam', 5e-4, **recipe)))
+      gen=optimizer('adam', 5e-4, **recipe),
+      disc_y=optimizer('adam', 5e-4, **recipe),  # used with model.num_classes
+      supervised=optimizer('adam', 5e-4, **recipe)))  # used with data.num_labels
+  return c
+
+
+def parse_arg(arg: str, choices: tuple[str, ...], default: str) -> tuple[str, bool]:
+  """Splits a config argument such as ``1000`` or ``1000,smoke`` into (choice, smoke)."""
+  parts = [p for p in arg.split(',') if p]
+  smoke_run = 'smoke' in parts
+  rest = [p for p in parts if p != 'smoke']
+  choice = rest[0] if rest else default
+  if len(rest) > 1 or choice not in choices:
+    raise ValueError(f'config argument {arg!r}: expected one of {", ".join(choices)}, '
+                     'optionally followed by ",smoke"')
+  return choice, smoke_run
+
+
+def label_aware(c, *, num_classes: int, style_dim: int, num_labels: int):
+  """The semi-supervised / clustering AAE (paper Fig 8): an encoder trunk with a
+  softmax q(y|x) head and a linear style head z; a categorical discriminator on
+  y and a Gaussian one on z; the decoder reads [y, z]. With ``num_labels`` a
+  cross-entropy phase trains q(y|x) on a labelled mini-batch each step."""
+  c.model.num_classes = num_classes
+  c.model.decoder_input = 'y_z'
+  c.model.code_dim = c.prior.dim = style_dim
+  c.prior.name = 'gaussian'
+  c.data.num_labels = num_labels
   return c
 
 
 def smoke(c):
   """Shrinks a config to a few seconds: tiny networks, 4 steps, tiny splits."""
+  if c.data.num_labels > 0:
+    c.data.num_labels = 100
   c.batch_size = 20
   c.num_train_steps = 4
   c.steps_per_dispatch = 2
