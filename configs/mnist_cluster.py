@@ -1,0 +1,28 @@
+"""Unsupervised clustering of MNIST (paper section 6, Table 3).
+
+    python -m aae_jax.main --config=configs/mnist_cluster.py:16 --workdir=runs/cluster_16
+
+The argument is the number of clusters (``16`` or ``30``; ``,smoke`` for tests).
+The semi-supervised architecture without its labelled phase: q(y|x) over n
+categories matched to a uniform one-hot prior by a categorical discriminator,
+style z to a Gaussian. Test error by the paper's rule (each cluster takes the
+label of the validation example with the highest q(y_i|x)), ``eval/test_error``,
+and by majority vote, ``eval/test_error_majority``; ``eval/test_mean_max_q``
+says how close q(y|x) is to one-hot. Figure ``clusters.png``: each cluster's
+head (style zero) with its most confident test members.
+"""
+
+from configs import common
+
+
+def get_config(arg: str = '16'):
+  clusters, smoke = common.parse_arg(arg, ('16', '30'), '16')
+  c = common.label_aware(common.get_config(), num_classes=int(clusters), style_dim=5,
+                         num_labels=0)
+  c.model.input_noise_std = 0.3
+  c.num_train_steps = 10_000  # 20 epochs of 50,000 at batch 100
+  c.eval_every = c.checkpoint_every = 2_000
+  recipe = dict(b1=0.5, decay_epochs=(12, 16), decay_factor=0.3)
+  for phase in ('recon', 'disc', 'disc_y', 'gen'):
+    c.optim[phase] = common.optimizer('adam', 5e-4, **recipe)
+  return common.smoke(c) if smoke else c

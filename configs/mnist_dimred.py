@@ -1,0 +1,33 @@
+"""Dimensionality reduction with cluster heads (paper section 7, Fig 10/11).
+
+    python -m aae_jax.main --config=configs/mnist_dimred.py:1000 --workdir=runs/dimred_1000
+    python -m aae_jax.main --config=configs/mnist_dimred.py:unsup --workdir=runs/dimred_unsup
+
+The 2-D representation is q(y|x) W_c + z: W_c (n x 2) holds learned cluster
+heads, z a 2-D Gaussian style. y and z are regularised as in the semi-supervised
+model; an extra cost (in the reconstruction phase, which owns W_c) pushes apart
+every two heads closer than ``loss.head_threshold``. ``1000``: 10 heads and
+1000 labels (``eval/test_error`` = argmax q(y|x)); ``unsup``: 20 heads, no
+labels (``eval/test_error`` by the clustering rule). ``,smoke`` for tests.
+"""
+
+from configs import common
+
+
+def get_config(arg: str = '1000'):
+  variant, smoke = common.parse_arg(arg, ('1000', 'unsup'), '1000')
+  heads, labels = (10, 1000) if variant == '1000' else (20, 0)
+  c = common.label_aware(common.get_config(), num_classes=heads, style_dim=2,
+                         num_labels=labels)
+  c.model.decoder_input = 'heads'
+  c.model.input_noise_std = 0.3
+  c.model.heads_init_std = 5.0
+  c.loss.head_threshold = 6.0
+  c.loss.head_weight = 1.0
+  c.num_train_steps = 5_000  # 10 epochs
+  c.eval_every = c.checkpoint_every = 1_000
+  recipe = dict(b1=0.5, decay_epochs=(6, 8), decay_factor=0.3)
+  for phase in ('recon', 'disc', 'disc_y', 'gen'):
+    c.optim[phase] = common.optimizer('adam', 5e-4, **recipe)
+  c.optim.supervised = common.optimizer('adam', 1e-3, **recipe)
+  return common.smoke(c) if smoke else c

@@ -1,0 +1,15 @@
+"""Label information in the adversarial regularisation: swiss roll (paper Fig 4).
+
+    python -m aae_jax.main --config=configs/mnist_labeled_swissroll.py --workdir=runs/labeled_swissroll
+
+As ``configs/mnist_labeled_mog.py`` with the swiss-roll prior: labelled codes go
+to their class's tenth of the roll. ``,smoke`` for tests.
+"""
+
+from configs import common
+from configs import mnist_labeled_mog
+
+
+def get_config(arg: str = ''):
+  _, smoke = common.parse_arg(arg, ('',), '')
+  return mnist_labeled_mog.labeled(common.get_config(), 'swiss_roll', smoke)
