@@ -41,23 +41,32 @@ class TrainState:
   params: dict  # module name -> parameters
   opt_state: dict  # phase name -> optax state of the sub-trees it owns
   rng: jax.Array  # raw uint32 key; noise and data order are functions of (rng, step)
+  # Exponential moving average of ``params`` (``config.ema_decay`` > 0), which
+  # evaluation then uses; empty when off.
+  ema: dict = struct.field(default_factory=dict)
+
+  @property
+  def eval_params(self) -> dict:
+    return self.ema or self.params
 
 
 def create_train_state(phase_list: Sequence[phases_lib.Phase], params: dict,
-                       rng: chex.PRNGKey) -> TrainState:
+                       rng: chex.PRNGKey, ema: bool = False) -> TrainState:
   opt_state = {p.name: p.tx.init({k: params[k] for k in p.owns}) for p in phase_list}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=opt_state, rng=rng)
+                    opt_state=opt_state, rng=rng,
+                    ema=jax.tree.map(jnp.array, params) if ema else {})
 
 
-def train_step(state: TrainState, batch: dict,
-               phase_list: Sequence[phases_lib.Phase]) -> tuple[TrainState, dict]:
+def train_step(state: TrainState, batch: dict, phase_list: Sequence[phases_lib.Phase],
+               ema_decay: float = 0.0) -> tuple[TrainState, dict]:
   """One step on this device's share of the batch: every phase, in order.
 
   Each phase differentiates only the sub-trees it owns, averages its gradients
   over the ``'batch'`` axis and applies its own optax transform; later phases
   see the parameters earlier phases updated. Besides each phase's metrics it
-  returns ``guard/nonfinite_<phase>`` flags (see ``GUARD_PREFIX``).
+  returns ``guard/nonfinite_<phase>`` flags (see ``GUARD_PREFIX``). When the
+  state keeps a parameter average, it moves by ``ema_decay`` after the phases.
   """
   step_key = jax.random.fold_in(jax.random.fold_in(state.rng, _NOISE_STREAM), state.step)
   params, opt_state, metrics = dict(state.params), dict(state.opt_state), {}
@@ -81,7 +90,11 @@ def train_step(state: TrainState, batch: dict,
         [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(owned)]))
     metrics[f'{GUARD_PREFIX}{phase.name}'] = 1.0 - finite.astype(jnp.float32)
   metrics = jax.lax.pmean(metrics, parallel.AXIS)
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  ema = state.ema
+  if ema:
+    ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                       ema=ema), metrics
 
 
 def epoch_order(rng: chex.PRNGKey, epoch, num_examples: int,
@@ -104,7 +117,7 @@ def _cycled_order(rng, step, steps_per_epoch: int, num_examples: int, stream: in
 
 
 def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps: int,
-                     num_examples: int, num_labelled: int = 0):
+                     num_examples: int, num_labelled: int = 0, ema_decay: float = 0.0):
   """A per-device function running ``num_steps`` steps with ``lax.scan``.
 
   It takes the state and this device's rows of the training set (images and
@@ -118,7 +131,8 @@ def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps
   With ``num_labelled`` > 0 the chunk also takes ``labelled_idx`` (the training
   rows whose labels may be used, replicated) and adds ``batch['labelled']``: a
   mini-batch of ``batch_size`` of them, visited epoch by epoch in their own
-  order, with noise positions after the unlabelled batch's.
+  order, with noise positions after the unlabelled batch's. ``ema_decay``: see
+  ``train_step``.
   """
   local = batch_size // num_devices
   steps_per_epoch = num_examples // batch_size
@@ -148,7 +162,7 @@ def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps
       if num_labelled:
         lx, ly = rows(order[1], state.step, labelled_steps, labelled_idx)
         batch['labelled'] = {'x': lx, 'label': ly, 'position': positions + batch_size}
-      state, metrics = train_step(state, batch, phase_list)
+      state, metrics = train_step(state, batch, phase_list, ema_decay)
       return (state, order), metrics
 
     (state, _), metrics = jax.lax.scan(body, (state, orders(state.step)), None,
@@ -216,7 +230,11 @@ def build(config, dataset: data_lib.Dataset) -> Experiment:
   supervised = bool(aae.num_classes and num_labels)
   phase_list = phases_lib.aae_phases(aae, config, steps_per_epoch, supervised)
   init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  state = create_train_state(phase_list, aae.init(init_key, data_dim), train_key)
+  if not 0 <= config.ema_decay < 1:
+    raise errors.UserError(f'ema_decay={config.ema_decay} must be in [0, 1); 0 turns the '
+                           'parameter average off.')
+  state = create_train_state(phase_list, aae.init(init_key, data_dim), train_key,
+                             ema=config.ema_decay > 0)
   return Experiment(aae=aae, phases=phase_list, state=state,
                     steps_per_epoch=steps_per_epoch, train_labels=train_labels,
                     labelled_idx=labelled_idx)
@@ -436,7 +454,7 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
                                  supervised=exp.supervised)
   if start >= total:
     logging.info('Already trained for %d steps; evaluating only.', start)
-    return evaluator.evaluate(jax.device_get(state.params), dataset)[0]
+    return evaluator.evaluate(jax.device_get(state.eval_params), dataset)[0]
 
   train = dataset.train
   images = dp.shard_rows(train.images.reshape(len(train), -1))
@@ -451,7 +469,8 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
     return dp.compile(make_train_chunk(exp.phases, batch_size=config.batch_size,
                                        num_devices=dp.num_devices, num_steps=num_steps,
                                        num_examples=len(train),
-                                       num_labelled=num_labelled),
+                                       num_labelled=num_labelled,
+                                       ema_decay=config.ema_decay),
                       sharded_argnums=(1, 2))
 
   progress = metrics_lib.Progress(start, total)
@@ -486,7 +505,7 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
         record.update(means, **{'train/steps_per_sec': rates['steps_per_sec'],
                                 'train/epoch': step / exp.steps_per_epoch})
       if at_eval:
-        params = jax.device_get(dp.unreplicate(dev_state).params)
+        params = jax.device_get(dp.unreplicate(dev_state).eval_params)
         final, test_out = evaluator.evaluate(params, dataset)
         record.update(final)
         if main_process:

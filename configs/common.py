@@ -22,6 +22,9 @@ def get_config():
   c.checkpoint_every = 2_500
   c.checkpoints_to_keep = 3
   c.eval_batch_size = 1_000
+  # > 0: evaluate (and draw figures from) an exponential moving average of the
+  # parameters with this decay per step; the training itself is unchanged.
+  c.ema_decay = 0.0
 
   # manual_dir: folder holding <name>/ with the official files; '' means
   # $AAE_DATA_DIR, and without it TFDS downloads. cache_dir: where prepared
@@ -100,6 +103,10 @@ def label_aware(c, *, num_classes: int, style_dim: int, num_labels: int):
   cross-entropy phase trains q(y|x) on a labelled mini-batch each step."""
   c.model.num_classes = num_classes
   c.model.decoder_input = 'y_z'
+  # Without noise on its input the categorical discriminator wins (tells soft or
+  # collapsed q(y|x) from one-hot samples) and its gradient stops helping the
+  # encoder; see README, "Clustering: why q(y|x) did not become one-hot".
+  c.model.disc_y_input_noise_std = 0.3
   c.model.code_dim = c.prior.dim = style_dim
   c.prior.name = 'gaussian'
   c.data.num_labels = num_labels

@@ -17,9 +17,12 @@ from configs import common
 
 def get_config(arg: str = '16'):
   clusters, smoke = common.parse_arg(arg, ('16', '30'), '16')
-  c = common.label_aware(common.get_config(), num_classes=int(clusters), style_dim=5,
+  c = common.label_aware(common.get_config(), num_classes=int(clusters), style_dim=2,
                          num_labels=0)
   c.model.input_noise_std = 0.3
+  # LeCun-normal init instead of N(0, 0.01): without labels, q(y|x) starts from
+  # random but informative logits rather than uniform ones (README, clustering).
+  c.model.init_std = 0.0
   c.num_train_steps = 10_000  # 20 epochs of 50,000 at batch 100
   c.eval_every = c.checkpoint_every = 2_000
   recipe = dict(b1=0.5, decay_epochs=(12, 16), decay_factor=0.3)

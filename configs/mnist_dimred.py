@@ -21,6 +21,9 @@ def get_config(arg: str = '1000'):
                          num_labels=labels)
   c.model.decoder_input = 'heads'
   c.model.input_noise_std = 0.3
+  # LeCun-normal init instead of N(0, 0.01): without labels, q(y|x) starts from
+  # random but informative logits rather than uniform ones (README, clustering).
+  c.model.init_std = 0.0
   c.model.heads_init_std = 5.0
   c.loss.head_threshold = 6.0
   c.loss.head_weight = 1.0
