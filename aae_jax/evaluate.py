@@ -128,7 +128,7 @@ class Evaluator:
       metrics[f'eval/{name}_clusters_used'] = len(np.unique(probs.argmax(axis=1)))
       if self.supervised:
         metrics[f'eval/{name}_error'] = np.mean(probs.argmax(axis=1) != split.labels)
-    if self.aae.condition_classes:
+    if self.aae.condition_classes and self.aae.prior.num_components:
       # Share of codes whose most likely prior component is their own class (E2).
       metrics[f'eval/{name}_component_accuracy'] = np.mean(
           component_of(self.aae.prior, z) == split.labels)

@@ -124,8 +124,11 @@ class AAE:
     ``label_z`` = [one-hot true label, z] (supervised style/content);
     ``heads`` = q(y|x) W_c + z with learned cluster heads W_c (params['heads']).
   * ``condition_classes`` > 0: the z discriminator also sees the label one-hot
-    with an extra "unlabelled" class; labelled examples' prior samples come from
-    their class's component, unlabelled ones' from the whole prior.
+    with an extra "unlabelled" class. With a prior that has components (E2),
+    labelled examples' prior samples come from their class's component and
+    unlabelled ones' from the whole prior; with one that has none (e.g. the
+    Gaussian style of the supervised model) every sample comes from the whole
+    prior, so the discriminator tells apart codes that depend on the label.
   """
   encoder: models.Encoder
   decoder: models.Decoder
@@ -246,7 +249,7 @@ class AAE:
 
   def prior_samples(self, batch, key):
     """One sample of the z prior per example; labelled ones from their component (E2)."""
-    if not self.condition_classes:
+    if not (self.condition_classes and self.prior.num_components):
       return per_example_prior(self.prior, key, batch['position'])
     k_comp, k_sample = jax.random.split(key)
     random = jax.vmap(lambda p: jax.random.randint(
@@ -314,9 +317,6 @@ def aae_from_config(config, prior, data_dim: int, num_classes: int = 10) -> AAE:
   if m.decoder_input in ('y_z', 'heads') and m.num_classes <= 0:
     raise errors.UserError(f'model.decoder_input={m.decoder_input!r} reads q(y|x): set '
                            'model.num_classes to the number of categories (e.g. 10).')
-  if m.label_condition and not getattr(prior, 'num_components', 0):
-    raise errors.UserError(f'model.label_condition=True needs a prior with components '
-                           f'(mog, swiss_roll), not {prior.name!r}.')
   encoder, decoder, discriminator, disc_y = models.from_config(m, data_dim)
   return AAE(encoder=encoder, decoder=decoder, discriminator=discriminator,
              prior=prior,
@@ -326,7 +326,7 @@ def aae_from_config(config, prior, data_dim: int, num_classes: int = 10) -> AAE:
              disc_y=disc_y,
              decoder_input=m.decoder_input,
              label_classes=num_classes,
-             condition_classes=prior.num_components if m.label_condition else 0,
+             condition_classes=(prior.num_components or num_classes) if m.label_condition else 0,
              heads_threshold=config.loss.head_threshold,
              heads_weight=config.loss.head_weight,
              heads_init_std=m.heads_init_std)
