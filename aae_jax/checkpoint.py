@@ -109,8 +109,20 @@ class Checkpointer:
                     type(reason).__name__, str(reason)[:300], target)
     self.manager.reload()
 
+  def _incompatible_structure(self, reason: Exception) -> errors.UserError:
+    return errors.UserError(
+        f'The checkpoints in {self.directory} hold a state of another structure than this '
+        f'version of aae_jax builds ({str(reason).splitlines()[0][:200]}...). They are '
+        'left untouched: use a new --workdir, or resume them with the version that wrote '
+        'them.')
+
   def restore_latest(self, template):
-    """Restores the newest step that restores: ``(step, state)``, or ``(0, template)``."""
+    """Restores the newest step that restores: ``(step, state)``, or ``(0, template)``.
+
+    A step whose arrays or tree structure differ from ``template`` is a user
+    error (another config or code version), raised with nothing moved; a step
+    that fails otherwise is set aside as damaged and the next older one tried.
+    """
     for step in sorted(self.manager.all_steps(), reverse=True):
       self._check_compatible(step, template)
       try:
@@ -118,6 +130,8 @@ class Checkpointer:
       except errors.UserError:
         raise
       except Exception as e:  # pylint: disable=broad-except
+        if 'tree structures do not match' in str(e):
+          raise self._incompatible_structure(e) from e
         self._set_aside(step, e)
     return 0, template
 

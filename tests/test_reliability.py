@@ -17,6 +17,7 @@ import pytest
 
 from aae_jax import checkpoint
 from aae_jax import data
+from aae_jax import errors
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RUN = ('--config.num_train_steps=60', '--config.steps_per_dispatch=5', '--config.log_every=10',
@@ -196,6 +197,24 @@ def test_checkpoint_of_an_incompatible_config_is_refused_and_kept(env, tmp_path)
   assert 'come from a config with other shapes' in last and 'new --workdir' in last, last
   assert set(listing) <= {str(p) for p in tmp_path.rglob('*')}  # nothing removed
   assert checkpoint.digest(final_state(tmp_path)[1]) == before
+
+
+def test_checkpoint_of_another_state_structure_is_refused_and_kept(tmp_path):
+  """A state written before a field existed (same leaves, an extra empty subtree now):
+  not damage, so nothing may be moved aside."""
+  old = {'params': {'w': np.arange(6.0).reshape(2, 3)}}
+  saver = checkpoint.Checkpointer(tmp_path / 'checkpoints')
+  saver.save(7, old)
+  saver.wait()
+  saver.close()
+  listing = sorted(str(p) for p in tmp_path.rglob('*'))
+  template = {'params': {'w': np.zeros((2, 3))}, 'ema': {}}
+  restorer = checkpoint.Checkpointer(tmp_path / 'checkpoints')
+  with pytest.raises(errors.UserError, match='another structure.*left untouched'):
+    restorer.restore_latest(template)
+  restorer.close()
+  assert sorted(str(p) for p in tmp_path.rglob('*')) == listing
+  assert not (tmp_path / 'checkpoints_damaged').exists()
 
 
 def test_unwritable_workdir(env, tmp_path):

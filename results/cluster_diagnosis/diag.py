@@ -2,6 +2,16 @@ import sys, jax, jax.numpy as jnp, numpy as np
 from aae_jax import data, train, checkpoint, phases
 from configs import mnist_cluster
 import pathlib
+from flax import struct
+
+
+@struct.dataclass
+class OldState:  # TrainState before its ema field
+  step: object
+  params: dict
+  opt_state: dict
+  rng: object
+
 wd = sys.argv[1]
 c = mnist_cluster.get_config('16')
 for kv in sys.argv[2:]:
@@ -9,7 +19,8 @@ for kv in sys.argv[2:]:
 ds = data.from_config(c)
 exp = train.build(c, ds)
 ck = checkpoint.Checkpointer(pathlib.Path(wd)/'checkpoints')
-step, st = ck.restore_latest(exp.state)
+# Runs from before TrainState.ema existed: restore the fields they have.
+step, st = ck.restore_latest(OldState(*(getattr(exp.state, k) for k in ('step', 'params', 'opt_state', 'rng'))))
 p = st.params; aae = exp.aae
 n=1000
 x = jnp.asarray(ds.valid.images[:n].reshape(n,-1))
