@@ -1,23 +1,43 @@
 """Shared test helpers."""
 
+import importlib
+
 import jax
 import numpy as np
 
 from aae_jax import parallel
 from aae_jax import train
-from configs import mnist_gaussian
 
 
-def smoke_config(**overrides):
-  config = mnist_gaussian.get_config('smoke')
-  config.data.verify_checksums = False
+def config(name: str, arg: str = 'smoke', **overrides):
+  """``configs/<name>.py:<arg>`` without checksum checks, with dotted-key overrides."""
+  c = importlib.import_module(f'configs.{name}').get_config(arg)
+  c.data.verify_checksums = False
   for key, value in overrides.items():
-    target = config
+    target = c
     *path, leaf = key.split('.')
     for p in path:
       target = target[p]
     target[leaf] = value
-  return config
+  return c
+
+
+def smoke_config(**overrides):
+  return config('mnist_gaussian', **overrides)
+
+
+def run_step(state, batch, phase_list):
+  """train_step on one device: vmap over a size-1 'batch' axis provides the pmean."""
+  stacked = jax.tree.map(lambda x: x[None], (state, batch))
+  fn = jax.vmap(lambda s, b: train.train_step(s, b, phase_list), axis_name=parallel.AXIS)
+  return jax.tree.map(lambda x: x[0], fn(*stacked))
+
+
+def changed(before, after):
+  """For each top-level key of two parameter dicts: whether any leaf differs."""
+  return {k: not all(np.array_equal(a, b) for a, b in
+                     zip(jax.tree.leaves(before[k]), jax.tree.leaves(after[k])))
+          for k in before}
 
 
 def run_chunks(exp, dataset, backend, num_devices, chunk_lengths, batch_size):

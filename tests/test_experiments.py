@@ -7,7 +7,6 @@ label-conditioned prior sampler, phase ownership (with batch norm and cluster he
 batch norm under data parallelism and the cluster heads' separation cost.
 """
 
-import importlib
 import json
 import math
 
@@ -26,18 +25,6 @@ from aae_jax import train
 from tests import helpers
 
 BATCH = 20  # the smoke configs' batch size
-
-
-def get_config(name, arg='smoke', **overrides):
-  config = importlib.import_module(f'configs.{name}').get_config(arg)
-  config.data.verify_checksums = False
-  for key, value in overrides.items():
-    target = config
-    *path, leaf = key.split('.')
-    for p in path:
-      target = target[p]
-    target[leaf] = value
-  return config
 
 
 @pytest.fixture(scope='module')
@@ -79,12 +66,12 @@ ALL_FIGURES = ('latent_test', 'reconstructions', 'style', 'clusters', 'prior_gri
 def test_label_counts_of_the_semisup_configs():
   """``1000,smoke`` is the ``100,smoke`` run (smoke shrinks the labelled set to
   100, all the tiny dataset allows), so the smoke runs below cover it."""
-  assert get_config('mnist_semisup', '100').data.num_labels == 100
-  assert get_config('mnist_semisup', '1000').data.num_labels == 1000
-  assert get_config('mnist_semisup', 'all').data.num_labels == -1
-  assert get_config('mnist_semisup', '1000,smoke').to_dict() == get_config(
+  assert helpers.config('mnist_semisup', '100').data.num_labels == 100
+  assert helpers.config('mnist_semisup', '1000').data.num_labels == 1000
+  assert helpers.config('mnist_semisup', 'all').data.num_labels == -1
+  assert helpers.config('mnist_semisup', '1000,smoke').to_dict() == helpers.config(
       'mnist_semisup', '100,smoke').to_dict()
-  assert get_config('mnist_semisup', 'all,smoke').data.num_labels == -1
+  assert helpers.config('mnist_semisup', 'all,smoke').data.num_labels == -1
 
 
 def _numeric_leaves(value):
@@ -97,7 +84,7 @@ def _numeric_leaves(value):
 @pytest.mark.parametrize('name,arg,which,keys,figures', SMOKE_RUNS,
                          ids=[f'{n}:{a}' for n, a, *_ in SMOKE_RUNS])
 def test_smoke_run(name, arg, which, keys, figures, tiny_dataset, svhn_dataset, tmp_path):
-  config = get_config(name, arg, num_train_steps=2, steps_per_dispatch=2, log_every=2,
+  config = helpers.config(name, arg, num_train_steps=2, steps_per_dispatch=2, log_every=2,
                       eval_every=2, checkpoint_every=2)
   dataset = tiny_dataset if which == 'mnist' else svhn_dataset
   metrics = train.train_and_evaluate(config, str(tmp_path), dataset)
@@ -167,7 +154,7 @@ def test_training_labels_all_none_and_bad_counts():
 
 @pytest.fixture(scope='module')
 def semisup(tiny_dataset):
-  return train.build(get_config('mnist_semisup', '100,smoke'), tiny_dataset)
+  return train.build(helpers.config('mnist_semisup', '100,smoke'), tiny_dataset)
 
 
 def test_labelled_rows_come_from_the_training_split(semisup, tiny_dataset):
@@ -185,20 +172,20 @@ def test_labelled_rows_come_from_the_training_split(semisup, tiny_dataset):
 
 
 def test_num_labels_all_none_and_errors(tiny_dataset):
-  every = train.build(get_config('mnist_semisup', 'all,smoke'), tiny_dataset)
+  every = train.build(helpers.config('mnist_semisup', 'all,smoke'), tiny_dataset)
   np.testing.assert_array_equal(every.train_labels, tiny_dataset.train.labels)
   np.testing.assert_array_equal(every.labelled_idx, np.arange(len(tiny_dataset.train)))
   assert every.supervised
-  none = train.build(get_config('mnist_semisup', '100,smoke', **{'data.num_labels': 0}),
+  none = train.build(helpers.config('mnist_semisup', '100,smoke', **{'data.num_labels': 0}),
                      tiny_dataset)
   assert np.all(none.train_labels == -1) and len(none.labelled_idx) == 0
   assert not none.supervised
   assert [p.name for p in none.phases] == ['recon', 'disc', 'disc_y', 'gen']
   with pytest.raises(errors.UserError, match='multiple'):
-    train.build(get_config('mnist_semisup', '100,smoke', **{'data.num_labels': 25}),
+    train.build(helpers.config('mnist_semisup', '100,smoke', **{'data.num_labels': 25}),
                 tiny_dataset)
   with pytest.raises(errors.UserError, match='batch_size'):
-    train.build(get_config('mnist_semisup', '100,smoke', **{'data.num_labels': 10}),
+    train.build(helpers.config('mnist_semisup', '100,smoke', **{'data.num_labels': 10}),
                 tiny_dataset)
   with pytest.raises(errors.UserError, match='num_labels'):
     # A plain AAE reads no labels.
@@ -309,7 +296,7 @@ def test_cluster_labels_by_the_paper_rule_and_by_majority():
 
 def test_evaluator_scores_clusters_with_both_rules(tiny_dataset):
   """Through Evaluator.evaluate: the reported errors follow the two rules."""
-  exp = train.build(get_config('mnist_cluster', '16,smoke'), tiny_dataset)
+  exp = train.build(helpers.config('mnist_cluster', '16,smoke'), tiny_dataset)
   evaluator = evaluate.Evaluator(exp.aae, batch_size=50, supervised=exp.supervised)
   metrics, test_out = evaluator.evaluate(exp.state.params, tiny_dataset)
   valid = evaluator.codes(exp.state.params, tiny_dataset.valid)['y_probs']
@@ -335,7 +322,7 @@ def test_evaluator_scores_clusters_with_both_rules(tiny_dataset):
     ('mnist_labeled_swissroll', 0.93),
 ])
 def test_labelled_prior_samples_come_from_their_component(name, accuracy, tiny_dataset):
-  aae = train.build(get_config(name), tiny_dataset).aae
+  aae = train.build(helpers.config(name), tiny_dataset).aae
   assert aae.condition_classes == 10
   n = 2000
   labels = np.array(jax.random.randint(jax.random.PRNGKey(7), (n,), -1, 10))
@@ -367,19 +354,6 @@ def test_one_hot_condition_has_an_unlabelled_class():
 # 6. Each phase changes only what it owns.
 
 
-def run_step(state, batch, phase_list):
-  """train_step on one device: vmap over a size-1 'batch' axis provides the pmean."""
-  stacked = jax.tree.map(lambda x: x[None], (state, batch))
-  fn = jax.vmap(lambda s, b: train.train_step(s, b, phase_list), axis_name=parallel.AXIS)
-  return jax.tree.map(lambda x: x[0], fn(*stacked))
-
-
-def _changed(before, after):
-  return {k: not all(np.array_equal(a, b) for a, b in
-                     zip(jax.tree.leaves(before[k]), jax.tree.leaves(after[k])))
-          for k in before}
-
-
 def _labelled_batch(dataset, exp, n=BATCH):
   split = dataset.train
   x = jnp.asarray(split.images[:n].reshape(n, -1))
@@ -409,14 +383,14 @@ OWNERSHIP = [
 def test_each_phase_changes_only_what_it_owns(name, arg, which, changes, tiny_dataset,
                                               svhn_dataset):
   dataset = tiny_dataset if which == 'mnist' else svhn_dataset
-  exp = train.build(get_config(name, arg), dataset)
+  exp = train.build(helpers.config(name, arg), dataset)
   assert [p.name for p in exp.phases] == list(changes)
   batch = _labelled_batch(dataset, exp)
   keys = set(exp.state.params)
   assert keys == set().union(*changes.values())
   for phase in exp.phases:
-    state, metrics = run_step(exp.state, batch, (phase,))
-    changed = _changed(exp.state.params, state.params)
+    state, metrics = helpers.run_step(exp.state, batch, (phase,))
+    changed = helpers.changed(exp.state.params, state.params)
     assert {k for k, v in changed.items() if v} == changes[phase.name], phase.name
     assert not any(v for k, v in metrics.items() if k.startswith(train.GUARD_PREFIX))
     for other in exp.phases:
@@ -427,7 +401,7 @@ def test_each_phase_changes_only_what_it_owns(name, arg, which, changes, tiny_da
 
 
 def test_the_reconstruction_phase_pays_the_head_cost(tiny_dataset):
-  exp = train.build(get_config('mnist_dimred', '1000,smoke'), tiny_dataset)
+  exp = train.build(helpers.config('mnist_dimred', '1000,smoke'), tiny_dataset)
   params = exp.state.params
   assert params['heads'].shape == (10, 2)
   batch = _labelled_batch(tiny_dataset, exp)
@@ -485,7 +459,7 @@ def test_batch_norm_gives_the_same_updates_on_one_device_or_four(svhn_dataset):
   """Batch norm averages its statistics over the devices ('batch' axis): 4 devices
   of 5 examples train as 1 device of 20, batch statistics included."""
   dataset = data.standardize(svhn_dataset)
-  exp = train.build(get_config('svhn_semisup'), dataset)
+  exp = train.build(helpers.config('svhn_semisup'), dataset)
   assert exp.supervised and exp.aae.encoder.batch_norm
   init = jax.device_get(exp.state.params)
   ref, ref_metrics = _run_with_labels(exp, dataset, 1, 2)

@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aae_jax import parallel
 from aae_jax import train
 from tests import helpers
 
@@ -20,24 +19,11 @@ def _batch(dataset, n=20):
   return {'x': x, 'label': jnp.asarray(dataset.train.labels[:n]), 'position': jnp.arange(n)}
 
 
-def run_step(state, batch, phase_list):
-  """train_step on one device: vmap over a size-1 'batch' axis provides the pmean."""
-  stacked = jax.tree.map(lambda x: x[None], (state, batch))
-  fn = jax.vmap(lambda s, b: train.train_step(s, b, phase_list), axis_name=parallel.AXIS)
-  return jax.tree.map(lambda x: x[0], fn(*stacked))
-
-
-def _changed(before, after):
-  return {k: not all(np.array_equal(a, b) for a, b in
-                     zip(jax.tree.leaves(before[k]), jax.tree.leaves(after[k])))
-          for k in before}
-
-
 def test_one_step_lowers_the_reconstruction_loss(exp, tiny_dataset):
   batch = _batch(tiny_dataset)
   key = jax.random.PRNGKey(1)
   before, _ = exp.aae.reconstruction_objective(exp.state.params, batch, key)
-  state, metrics = run_step(exp.state, batch, exp.phases)
+  state, metrics = helpers.run_step(exp.state, batch, exp.phases)
   after, _ = exp.aae.reconstruction_objective(state.params, batch, key)
   assert float(after) < float(before)
   assert int(state.step) == 1
@@ -47,8 +33,8 @@ def test_one_step_lowers_the_reconstruction_loss(exp, tiny_dataset):
 @pytest.mark.parametrize('index', [0, 1, 2])
 def test_each_phase_changes_only_the_parameters_it_owns(exp, tiny_dataset, index):
   phase = exp.phases[index]
-  state, _ = run_step(exp.state, _batch(tiny_dataset), (phase,))
-  changed = _changed(exp.state.params, state.params)
+  state, _ = helpers.run_step(exp.state, _batch(tiny_dataset), (phase,))
+  changed = helpers.changed(exp.state.params, state.params)
   assert changed == {k: k in phase.owns for k in changed}, phase.name
   for other in exp.phases:
     same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(exp.state.opt_state[other.name]),
@@ -59,7 +45,7 @@ def test_each_phase_changes_only_the_parameters_it_owns(exp, tiny_dataset, index
 def test_phases_run_in_order_on_updated_parameters(exp, tiny_dataset):
   """The step equals applying recon, then disc, then gen by hand, each seeing the last."""
   batch = _batch(tiny_dataset)
-  state, _ = run_step(exp.state, batch, exp.phases)
+  state, _ = helpers.run_step(exp.state, batch, exp.phases)
   params = dict(exp.state.params)
   step_key = jax.random.fold_in(jax.random.fold_in(exp.state.rng, 0), 0)
   for i, phase in enumerate(exp.phases):

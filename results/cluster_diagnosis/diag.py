@@ -1,36 +1,16 @@
-import sys, jax, jax.numpy as jnp, numpy as np
-from aae_jax import data, train, checkpoint, phases
-from configs import mnist_cluster
-import pathlib
-from flax import struct
+import jax, jax.numpy as jnp, numpy as np
+from restore import from_argv
 
-
-@struct.dataclass
-class OldState:  # TrainState before its ema field
-  step: object
-  params: dict
-  opt_state: dict
-  rng: object
-
-wd = sys.argv[1]
-c = mnist_cluster.get_config('16')
-for kv in sys.argv[2:]:
-  k, v = kv.split('='); exec(f'c.{k} = {v}')
-ds = data.from_config(c)
-exp = train.build(c, ds)
-ck = checkpoint.Checkpointer(pathlib.Path(wd)/'checkpoints')
-# Runs from before TrainState.ema existed: restore the fields they have.
-step, st = ck.restore_latest(OldState(*(getattr(exp.state, k) for k in ('step', 'params', 'opt_state', 'rng'))))
-p = st.params; aae = exp.aae
+step, p, aae, ds = from_argv()
 n=1000
 x = jnp.asarray(ds.valid.images[:n].reshape(n,-1))
 b = {'x': x, 'label': jnp.asarray(ds.valid.labels[:n]), 'position': jnp.arange(n)}
 code = aae.encode(p, b, jax.random.PRNGKey(0), train=False)
 q = jax.nn.softmax(code.y_logits)
 print('step', step, 'mean max q', float(q.max(1).mean()), 'logit std', float(code.y_logits.std()))
-print('usage', np.bincount(np.asarray(q.argmax(1)), minlength=16))
+print('usage', np.bincount(np.asarray(q.argmax(1)), minlength=q.shape[1]))
 d_fake = aae.discriminate(p, q, b['position'], None, name='disc_y')
-real = jax.nn.one_hot(jnp.arange(n) % 16, 16)
+real = jax.nn.one_hot(jnp.arange(n) % q.shape[1], q.shape[1])
 d_real = aae.discriminate(p, real, b['position'], None, name='disc_y')
 print('D fake mean', float(jax.nn.sigmoid(d_fake).mean()), 'D real', float(jax.nn.sigmoid(d_real).mean()))
 # gradient of -log D(softmax(l)) wrt logits, vs recon grad wrt logits

@@ -1,27 +1,8 @@
-import pathlib
-from flax import struct
+import jax, jax.numpy as jnp, numpy as np
+from restore import from_argv
 
-
-@struct.dataclass
-class OldState:  # TrainState before its ema field
-  step: object
-  params: dict
-  opt_state: dict
-  rng: object
-
-
-import sys, jax, jax.numpy as jnp, numpy as np, pathlib
-from aae_jax import data, train, checkpoint
-from configs import mnist_cluster
-wd, arg = sys.argv[1], sys.argv[2]
-c = mnist_cluster.get_config(arg)
-for kv in sys.argv[3:]:
-  k, v = kv.split('='); exec(f'c.{k} = {v}')
-ds = data.from_config(c); exp = train.build(c, ds)
-# Runs from before TrainState.ema existed: restore the fields they have.
-step, st = checkpoint.Checkpointer(pathlib.Path(wd)/'checkpoints').restore_latest(
-    OldState(*(getattr(exp.state, k) for k in ('step', 'params', 'opt_state', 'rng'))))
-p = st.params; aae = exp.aae; n = 2000
+step, p, aae, ds = from_argv()
+n = 2000
 x = jnp.asarray(ds.test.images[:n].reshape(n, -1))
 b = {'x': x, 'label': jnp.zeros(n, jnp.int32), 'position': jnp.arange(n)}
 code = aae.encode(p, b, jax.random.PRNGKey(0), train=False)
