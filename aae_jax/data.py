@@ -342,6 +342,20 @@ def standardize(dataset: Dataset) -> Dataset:
                              test=apply(dataset.test), pixel_mean=mean, pixel_std=std)
 
 
+def exclude_class(dataset: Dataset, label: int) -> Dataset:
+  """The dataset without class ``label`` in train and valid; test keeps every class
+  (anomaly detection: the left-out class is the anomaly)."""
+  if not 0 <= label < dataset.num_classes:
+    raise DataError(f'data.exclude_class={label}: use a class of {dataset.name} '
+                    f'(0 to {dataset.num_classes - 1}), or -1 to keep every class.')
+
+  def keep(split):
+    rows = split.labels != label
+    return Split(images=split.images[rows], labels=split.labels[rows])
+
+  return dataclasses.replace(dataset, train=keep(dataset.train), valid=keep(dataset.valid))
+
+
 def from_config(config) -> Dataset:
   d = config.data
   return load(d.name, manual_dir=d.manual_dir, cache=d.cache_dir,

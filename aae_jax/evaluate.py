@@ -1,4 +1,6 @@
-"""Evaluation: codes of a split, reconstruction loss, code moments against the prior's."""
+"""Evaluation: codes of a split, reconstruction loss, code moments against the prior's,
+and the generative measures of ``config.evaluation``: Parzen log-likelihood of
+samples, their Frechet distance to the test set, anomaly AUROC and denoising PSNR."""
 
 from __future__ import annotations
 
@@ -52,6 +54,44 @@ def cluster_error(probs: np.ndarray, labels: np.ndarray, cluster_labels: np.ndar
   return float(np.mean(cluster_labels[np.argmax(probs, axis=1)] != labels))
 
 
+def auroc(anomalous: np.ndarray, normal: np.ndarray) -> float:
+  """Area under the ROC curve of scores where higher means more anomalous: the
+  chance that an anomalous example scores above a normal one, ties counting half
+  (the Mann-Whitney U statistic over both counts)."""
+  anomalous, normal = np.asarray(anomalous, np.float64), np.asarray(normal, np.float64)
+  if not (len(anomalous) and len(normal)):
+    raise ValueError('AUROC needs at least one anomalous and one normal score.')
+  scores = np.concatenate([anomalous, normal])
+  order = np.argsort(scores, kind='stable')
+  ranks = np.empty(len(scores))
+  ranks[order] = np.arange(1, len(scores) + 1)
+  _, tie_group, tie_count = np.unique(scores, return_inverse=True, return_counts=True)
+  ranks = (np.bincount(tie_group, weights=ranks) / tie_count)[tie_group]  # ties: mean rank
+  n = len(anomalous)
+  return float((ranks[:n].sum() - n * (n + 1) / 2) / (n * len(normal)))
+
+
+def psnr(clean: np.ndarray, other: np.ndarray) -> np.ndarray:
+  """Per-image peak signal-to-noise ratio in dB for pixel values in [0, 1]."""
+  axes = tuple(range(1, clean.ndim))
+  mse = np.mean(np.square(clean.astype(np.float64) - other), axis=axes)
+  return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-12))
+
+
+def corrupt(images: np.ndarray, kind: str, amount: float, seed: int = 0) -> np.ndarray:
+  """``gaussian``: adds N(0, amount^2) noise and clips to [0, 1];
+  ``salt_pepper``: sets a share ``amount`` of pixels to 0 or 1 (half each)."""
+  rng = np.random.default_rng(seed)
+  if kind == 'gaussian':
+    return np.clip(images + amount * rng.standard_normal(images.shape), 0.0, 1.0).astype(
+        np.float32)
+  if kind == 'salt_pepper':
+    u = rng.random(images.shape)
+    out = np.where(u < amount / 2, 0.0, images)
+    return np.where((u >= amount / 2) & (u < amount), 1.0, out).astype(np.float32)
+  raise ValueError(f'unknown corruption {kind!r}')
+
+
 def component_of(prior, z) -> np.ndarray:
   """Each code's most likely prior component (mixture component / swiss-roll section)."""
   return np.asarray(jnp.argmax(prior.component_log_probs(jnp.asarray(z)), axis=-1))
@@ -61,14 +101,29 @@ class Evaluator:
   """Jitted, batched evaluation of one AAE on held-out splits."""
 
   def __init__(self, aae: phases_lib.AAE, batch_size: int = 1000, seed: int = 0,
-               supervised: bool = False):
+               supervised: bool = False, options=None, anomaly_class: int = -1,
+               fid_features=None):
+    """
+    Args:
+      options: ``config.evaluation`` (see configs/common.py); None for the
+        basic metrics only.
+      anomaly_class: >= 0: the class training left out; its test images are
+        scored as anomalies against the others.
+      fid_features: images -> features of the Frechet distance (``fid.Extractor.features``).
+    """
     self.aae = aae
     self.batch_size = batch_size
     self.supervised = supervised  # q(y|x) was trained on labels: report its error
+    self.options = options
+    self.anomaly_class = anomaly_class
+    self.fid_features = fid_features
+    self.seed = seed
     self.key = jax.random.PRNGKey(seed)
     self.prior_mean, self.prior_cov = priors.moments(aae.prior, jax.random.fold_in(self.key, 1))
     self._encode_and_score = jax.jit(self._encode_and_score_impl)
     self._decode = jax.jit(self._decode_impl)
+    self._reconstruct = jax.jit(self._reconstruct_impl)
+    self._fid_reference = None  # (statistics of the test features, reference FID)
 
   def _encode_and_score_impl(self, params, x, labels, key):
     def rows(chunk):
@@ -90,6 +145,31 @@ class Evaluator:
 
   def _decode_impl(self, params, h):
     return self.aae.output(self.aae.decode_logits(params, h))
+
+  def _reconstruct_impl(self, params, x, labels):
+    def rows(chunk):
+      xs, ys = chunk
+      batch = {'x': xs, 'label': ys, 'position': jnp.zeros_like(ys)}
+      code = self.aae.encode(params, batch, self.key, train=False)
+      return self.aae.output(self.aae.decode_logits(params,
+                                                    self.aae.decoder_in(params, code, batch)))
+
+    return batched(rows, (x, labels), self.batch_size)
+
+  def reconstruct(self, params, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Reconstructions (deterministic encoder pass) of images, in their shape."""
+    x = jnp.asarray(images.reshape(len(images), -1))
+    return np.asarray(self._reconstruct(params, x, jnp.asarray(labels))).reshape(images.shape)
+
+  def sample_images(self, params, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """n decoded prior samples; a decoder that also reads a class gets a uniform one."""
+    k_z, k_y = jax.random.split(jax.random.fold_in(self.key, 2))
+    z = self.aae.prior.sample(k_z, n)
+    y = None
+    if self.aae.decoder_input != 'z':
+      classes = self.aae.num_classes or self.aae.label_classes
+      y = jax.nn.one_hot(jax.random.randint(k_y, (n,), 0, classes), classes)
+    return self.decode(params, z, y).reshape((n,) + tuple(shape))
 
   def codes(self, params, split) -> dict[str, np.ndarray]:
     """Per-example ``z``, ``loss``, ``log_p``, ``shown`` and ``y_probs`` of a split."""
@@ -134,12 +214,65 @@ class Evaluator:
           component_of(self.aae.prior, z) == split.labels)
     return metrics, out
 
+  def denoise_metrics(self, params, split) -> dict:
+    """PSNR (dB) against the clean test images of the reconstructions of noisy ones,
+    next to the noisy input's own PSNR, for Gaussian and salt-and-pepper noise."""
+    o = self.options
+    clean = split.images
+    metrics = {'eval/test_recon_psnr': psnr(clean, self.reconstruct(params, clean,
+                                                                     split.labels)).mean()}
+    for kind, amount in (('gaussian', o.noise_std), ('salt_pepper', o.salt_pepper)):
+      noisy = corrupt(clean, kind, amount, self.seed)
+      metrics[f'eval/denoise_psnr_{kind}'] = psnr(
+          clean, self.reconstruct(params, noisy, split.labels)).mean()
+      metrics[f'eval/noisy_psnr_{kind}'] = psnr(clean, noisy).mean()
+    return metrics
+
+  def anomaly_metrics(self, test_out: dict, labels: np.ndarray) -> dict:
+    """AUROC of the left-out class against the others, by two scores: the
+    reconstruction loss and the prior's negative log-density of the code."""
+    anomalous = labels == self.anomaly_class
+    metrics = {}
+    for name, score in (('recon', test_out['loss']), ('prior', -test_out['log_p'])):
+      metrics[f'eval/anomaly_auroc_{name}'] = auroc(score[anomalous], score[~anomalous])
+    return metrics
+
+  def generative_metrics(self, params, dataset) -> dict:
+    """Parzen log-likelihood and FID of ``options.num_samples`` decoded prior samples."""
+    from aae_jax import fid as fid_lib  # pylint: disable=g-import-not-at-top
+    from aae_jax import parzen  # pylint: disable=g-import-not-at-top
+    o = self.options
+    shape = dataset.image_shape
+    samples = self.sample_images(params, o.num_samples, shape)
+    metrics = {}
+    if o.parzen:
+      flat = lambda a: a.reshape(len(a), -1)
+      est = parzen.parzen_estimate(flat(samples), flat(dataset.valid.images[:o.parzen_valid]),
+                                   flat(dataset.test.images))
+      metrics.update({'eval/parzen_ll': est['ll'], 'eval/parzen_ll_se': est['se'],
+                      'eval/parzen_sigma': est['sigma'], 'eval/parzen_valid_ll': est['valid_ll']})
+    if o.fid and self.fid_features is not None:
+      if self._fid_reference is None:
+        test_stats = fid_lib.statistics(self.fid_features(dataset.test.images))
+        train_stats = fid_lib.statistics(
+            self.fid_features(dataset.train.images[:o.num_samples]))
+        self._fid_reference = (test_stats,
+                               fid_lib.frechet_distance(*train_stats, *test_stats))
+      test_stats, reference = self._fid_reference
+      metrics['eval/fid'] = fid_lib.frechet_distance(
+          *fid_lib.statistics(self.fid_features(samples)), *test_stats)
+      # The same distance for as many real training images: the floor to read FID against.
+      metrics['eval/fid_train_images'] = reference
+    return metrics
+
   def evaluate(self, params, dataset) -> tuple[dict, dict]:
     """Metrics of the validation and test splits, and the test split's outputs.
 
     An unsupervised q(y|x) (clustering) is scored on test with cluster labels
     taken from the validation split: by the paper's rule (``eval/test_error``)
-    and by majority vote (``eval/test_error_majority``).
+    and by majority vote (``eval/test_error_majority``). ``options`` add the
+    generative measures (Parzen, FID), denoising PSNR (data in [0, 1] only) and,
+    with ``anomaly_class``, the anomaly AUROCs.
     """
     valid, valid_out = self.split_metrics(params, 'valid', dataset.valid)
     test, test_out = self.split_metrics(params, 'test', dataset.test)
@@ -152,4 +285,12 @@ class Evaluator:
       metrics['eval/test_error_majority'] = cluster_error(
           test_out['y_probs'], dataset.test.labels, majority)
       test_out['cluster_labels'] = paper
+    if self.anomaly_class >= 0:
+      metrics.update(self.anomaly_metrics(test_out, dataset.test.labels))
+    o = self.options
+    if o is not None:
+      if o.denoise and dataset.pixel_mean is None:
+        metrics.update(self.denoise_metrics(params, dataset.test))
+      if o.parzen or o.fid:
+        metrics.update(self.generative_metrics(params, dataset))
     return metrics, test_out

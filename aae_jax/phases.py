@@ -31,6 +31,9 @@ from aae_jax import priors
 Params = dict[str, Any]
 Objective = Callable[[Params, dict, chex.PRNGKey], tuple[chex.Array, dict]]
 RECONSTRUCTION_LOSSES = ('bernoulli', 'squared_error')
+# How the code is matched to the prior: the AAE's adversarial phases, or the
+# VAE baseline's KL term (same networks and priors; paper Fig 2).
+REGULARIZERS = ('adversarial', 'vae')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +146,7 @@ class AAE:
   heads_threshold: float = 0.0
   heads_weight: float = 0.0
   heads_init_std: float = 1.0
+  regularizer: str = 'adversarial'
 
   @property
   def num_classes(self) -> int:
@@ -247,6 +251,34 @@ class AAE:
       loss = loss + self.heads_weight * cost
     return loss, {**metrics, STATE_KEY: record}
 
+  def kl(self, code: models.Code, z=None):
+    """Per-example KL(q(z|x) || p(z)) of a Gaussian encoder (the VAE baseline).
+
+    Closed form for the isotropic Gaussian prior; for any other prior the
+    one-sample estimate log q(z|x) - log p(z) at the reparameterised ``z``.
+    """
+    mean, log_var = code.mean, code.log_var
+    if isinstance(self.prior, priors.Gaussian):
+      var_ratio = jnp.exp(log_var) / self.prior.std**2
+      return 0.5 * jnp.sum(var_ratio + jnp.square(mean) / self.prior.std**2 - 1.0
+                           - jnp.log(var_ratio), axis=-1)
+    z = code.z if z is None else z
+    log_q = -0.5 * jnp.sum(jnp.square(z - mean) * jnp.exp(-log_var) + log_var
+                           + jnp.log(2 * jnp.pi), axis=-1)
+    return log_q - self.prior.log_prob(z)
+
+  def vae_objective(self, params, batch, key):
+    """The VAE baseline's negative ELBO: reconstruction of a reparameterised
+    sample plus KL to the prior, in one phase that owns the autoencoder."""
+    record = {}
+    code = self.encode(params, batch, key, record=record)
+    logits = self.decode_logits(params, self.decoder_in(params, code, batch),
+                                train=True, record=record)
+    recon = jnp.mean(self.reconstruction(logits, batch['x']))
+    kl = jnp.mean(self.kl(code))
+    return recon + kl, {'train/recon_loss': recon, 'train/kl': kl,
+                        'train/neg_elbo': recon + kl, STATE_KEY: record}
+
   def prior_samples(self, batch, key):
     """One sample of the z prior per example; labelled ones from their component (E2)."""
     if not (self.condition_classes and self.prior.num_components):
@@ -317,6 +349,14 @@ def aae_from_config(config, prior, data_dim: int, num_classes: int = 10) -> AAE:
   if m.decoder_input in ('y_z', 'heads') and m.num_classes <= 0:
     raise errors.UserError(f'model.decoder_input={m.decoder_input!r} reads q(y|x): set '
                            'model.num_classes to the number of categories (e.g. 10).')
+  if m.regularizer not in REGULARIZERS:
+    raise errors.UserError(f'model.regularizer={m.regularizer!r}: choose one of '
+                           f'{", ".join(REGULARIZERS)}.')
+  if m.regularizer == 'vae' and (m.encoder != 'gaussian' or m.num_classes
+                                 or m.label_condition or m.decoder_input != 'z'):
+    raise errors.UserError('model.regularizer="vae" is the unsupervised VAE baseline: it '
+                           'needs model.encoder="gaussian", model.num_classes=0, '
+                           'model.label_condition=False and model.decoder_input="z".')
   encoder, decoder, discriminator, disc_y = models.from_config(m, data_dim)
   return AAE(encoder=encoder, decoder=decoder, discriminator=discriminator,
              prior=prior,
@@ -329,18 +369,22 @@ def aae_from_config(config, prior, data_dim: int, num_classes: int = 10) -> AAE:
              condition_classes=(prior.num_components or num_classes) if m.label_condition else 0,
              heads_threshold=config.loss.head_threshold,
              heads_weight=config.loss.head_weight,
-             heads_init_std=m.heads_init_std)
+             heads_init_std=m.heads_init_std,
+             regularizer=m.regularizer)
 
 
 def aae_phases(aae: AAE, config, steps_per_epoch: int,
                supervised: bool = False) -> tuple[Phase, ...]:
   """The paper's order: reconstruction; discriminator(s); generator; then, with
-  ``supervised``, cross-entropy of q(y|x) on a labelled mini-batch."""
+  ``supervised``, cross-entropy of q(y|x) on a labelled mini-batch. The VAE
+  baseline has one phase, ``vae`` (negative ELBO), with ``config.optim.recon``."""
 
   def tx(name):
     return optim.from_config(config.optim[name], steps_per_epoch, f'optim.{name}')
 
   autoencoder = ('encoder', 'decoder') + (('heads',) if aae.decoder_input == 'heads' else ())
+  if aae.regularizer == 'vae':  # one phase; the discriminator stays unused
+    return (Phase('vae', autoencoder, aae.vae_objective, tx('recon')),)
   phase_list = [
       Phase('recon', autoencoder, aae.reconstruction_objective, tx('recon')),
       Phase('disc', ('discriminator',), aae.discriminator_objective, tx('disc')),

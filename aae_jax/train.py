@@ -416,6 +416,24 @@ def _cluster_figure(evaluator, params, test_out, dataset, path, members: int = 1
                    ' '.join(str(int(c)) for c in test_out['cluster_labels']))
 
 
+def make_evaluator(config, exp: Experiment, dataset: data_lib.Dataset) -> evaluate.Evaluator:
+  """The run's evaluator; with ``evaluation.fid`` it first loads (or trains once
+  and caches) the feature classifier of the Frechet distance."""
+  options = config.evaluation
+  features = None
+  if options.fid:
+    from aae_jax import fid as fid_lib  # pylint: disable=g-import-not-at-top
+    extractor = distributed.main_first(lambda: fid_lib.load_or_train(
+        dataset, fid_lib.cache_root(options.fid_cache_dir), epochs=options.fid_epochs),
+                                       'fid_classifier')
+    logging.info('FID features: classifier %s (test accuracy %.4f).', extractor.path,
+                 extractor.test_accuracy)
+    features = extractor.features
+  return evaluate.Evaluator(exp.aae, batch_size=config.eval_batch_size, seed=config.seed,
+                            supervised=exp.supervised, options=options,
+                            anomaly_class=config.data.exclude_class, fid_features=features)
+
+
 def _mean_train_metrics(chunks: list[dict]) -> dict:
   return {k: float(np.mean(_per_step(chunks, k)))
           for k in chunks[0] if not k.startswith(GUARD_PREFIX)}
@@ -433,6 +451,8 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   dp = parallel.DataParallel(config.parallel.backend)
   dp.check_batch_size(config.batch_size)
   dataset = dataset or distributed.main_first(lambda: data_lib.from_config(config), 'data')
+  if config.data.exclude_class >= 0:  # before standardising: its statistics leave it out too
+    dataset = data_lib.exclude_class(dataset, config.data.exclude_class)
   if config.data.standardize and dataset.pixel_mean is None:
     dataset = data_lib.standardize(dataset)
   exp = build(config, dataset)
@@ -450,8 +470,7 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   if start:
     logging.info('Resumed from %s at step %d.', ckpt.directory, start)
   total = config.num_train_steps
-  evaluator = evaluate.Evaluator(exp.aae, batch_size=config.eval_batch_size, seed=config.seed,
-                                 supervised=exp.supervised)
+  evaluator = make_evaluator(config, exp, dataset)
   if start >= total:
     logging.info('Already trained for %d steps; evaluating only.', start)
     return evaluator.evaluate(jax.device_get(state.eval_params), dataset)[0]

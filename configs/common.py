@@ -35,7 +35,10 @@ def get_config():
       # Labels training may use: 0 none, -1 all, n a class-balanced set of n
       # training examples drawn with `seed` (never from valid or test).
       num_labels=0,
-      standardize=False))  # per-dimension standardisation (SVHN recipe)
+      standardize=False,  # per-dimension standardisation (SVHN recipe)
+      # >= 0: leave this class out of train and valid (anomaly detection); the
+      # test split keeps it and scores it against the other classes.
+      exclude_class=-1))
   # backend: 'shard_map' or 'pmap'. Multi-process (one process per host, see
   # aae_jax/distributed.py): distributed=True or AAE_DISTRIBUTED=1; the other
   # fields may stay unset ('', 0, -1) where JAX detects them (TPU VMs, SLURM).
@@ -66,7 +69,22 @@ def get_config():
       disc_y_input_noise_std=0.0,
       decoder_input='z',  # 'z', 'y_z', 'label_z' or 'heads'
       label_condition=False,  # the z discriminator also sees the label (E2)
-      heads_init_std=1.0))  # cluster heads W_c (decoder_input='heads')
+      heads_init_std=1.0,  # cluster heads W_c (decoder_input='heads')
+      # 'adversarial' (the AAE) or 'vae': the VAE baseline with the same
+      # networks and prior (needs encoder='gaussian'), one phase using optim.recon.
+      regularizer='adversarial'))
+  # Extra evaluations (aae_jax/evaluate.py), at every eval:
+  # parzen: Parzen-window log-likelihood of num_samples decoded prior samples
+  #   (kernel width picked on parzen_valid validation images, Table 1's protocol);
+  # fid: Frechet distance of num_samples samples to the test split in the
+  #   features of a small classifier trained once and cached in fid_cache_dir
+  #   ('' means $AAE_CACHE_DIR or ~/.cache/aae_jax);
+  # denoise: PSNR of reconstructions of noisy test images (Gaussian noise of
+  #   noise_std, clipped; salt-and-pepper on a salt_pepper share of pixels).
+  c.evaluation = ml_collections.ConfigDict(dict(
+      parzen=False, fid=False, num_samples=10_000, parzen_valid=1_000,
+      fid_cache_dir='', fid_epochs=5,
+      denoise=True, noise_std=0.5, salt_pepper=0.2))
   c.loss = ml_collections.ConfigDict(dict(
       reconstruction='bernoulli',
       head_threshold=0.0, head_weight=0.0))  # dimensionality reduction's head cost
@@ -125,4 +143,7 @@ def smoke(c):
   c.data.num_valid = 100
   c.model.hidden = (32, 32)
   c.model.disc_hidden = (32, 32)
+  c.evaluation.num_samples = 200
+  c.evaluation.parzen_valid = 50
+  c.evaluation.fid_epochs = 1
   return c

@@ -1,11 +1,14 @@
 """Test set-up: 4 fake CPU devices (set before JAX starts) and a tiny IDX dataset."""
 
 import os
+import tempfile
 
 # Four, not more: many fake devices on 2 cores can stall XLA's CPU collectives.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# The FID classifier cache (aae_jax/fid.py) goes to a fresh folder, never ~/.cache.
+os.environ['AAE_CACHE_DIR'] = tempfile.mkdtemp(prefix='aae_cache_')
 
 import numpy as np  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position

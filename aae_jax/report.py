@@ -1,0 +1,473 @@
+"""The README's results table, built from logged runs so no number is typed by hand.
+
+    python -m aae_jax.report results/ [--readme README.md]
+
+A run is any folder under the results root (at any depth) holding ``metrics.jsonl``,
+``config.json`` and ``command.txt``. Its experiment is the first
+``--config=configs/<file>.py[:<arg>]`` of ``command.txt`` (``#`` comments aside), its
+seed ``config.json``'s ``seed``, its hardware the line of an optional
+``hardware.txt`` (default: 2-core CPU). Each row of ``ROWS`` picks, per run, one eval
+record by a validation metric (never the test one) or takes the final eval, then
+aggregates over seeds: mean +- sample std (ddof=1) with two or more runs.
+
+With ``--readme`` the table replaces the text between the lines
+``<!-- report:begin -->`` and ``<!-- report:end -->`` of that file, atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import posixpath
+import re
+import statistics
+import sys
+import tempfile
+
+from absl import logging
+
+from aae_jax import errors
+
+BEGIN, END = '<!-- report:begin -->', '<!-- report:end -->'
+RUN_FILES = ('metrics.jsonl', 'config.json', 'command.txt')
+DEFAULT_HARDWARE = '2-core CPU'
+UNITS = {'percent': (100.0, 2, 'pp'), 'nats': (1.0, 1, 'nats')}  # scale, decimals, gap unit
+NOT_RUN, EMPTY = 'not run', '–'
+
+
+@dataclasses.dataclass(frozen=True)
+class Select:
+  """Model selection: the eval record with the best ``key`` (a validation metric)."""
+  key: str
+  lower_is_better: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One line of the table: an experiment, its metric and the paper's number.
+
+  ``select`` None means the final eval record that has ``metric``.
+  """
+  id: str
+  name: str
+  config: str  # e.g. 'mnist_semisup.py:100', as parse_experiment gives it
+  metric: str
+  paper: str  # as the paper states it, e.g. '1.90 ± 0.10'
+  unit: str  # a key of UNITS; 'percent' metrics are fractions
+  higher_is_better: bool
+  select: Select | None
+
+
+_BY_VALID_ERROR = Select('eval/valid_error', lower_is_better=True)
+
+ROWS = (
+    Row('E5', 'MNIST, 100 labels', 'mnist_semisup.py:100', 'eval/test_error',
+        '1.90 ± 0.10', 'percent', False, _BY_VALID_ERROR),
+    Row('E5', 'MNIST, 1000 labels', 'mnist_semisup.py:1000', 'eval/test_error',
+        '1.60 ± 0.08', 'percent', False, _BY_VALID_ERROR),
+    Row('E5', 'MNIST, all labels', 'mnist_semisup.py:all', 'eval/test_error',
+        '0.85 ± 0.02', 'percent', False, _BY_VALID_ERROR),
+    Row('E6', 'MNIST, 16 clusters', 'mnist_cluster.py:16', 'eval/test_error',
+        '9.55 ± 2.05', 'percent', False, None),
+    Row('E6', 'MNIST, 30 clusters', 'mnist_cluster.py:30', 'eval/test_error',
+        '4.10 ± 1.13', 'percent', False, None),
+    Row('E7', '2-D, 1000 labels', 'mnist_dimred.py:1000', 'eval/test_error',
+        '3.90', 'percent', False, _BY_VALID_ERROR),
+    Row('E7', '2-D, unsupervised (20 heads)', 'mnist_dimred.py:unsup', 'eval/test_error',
+        '≈13.5', 'percent', False, None),
+    Row('E3', 'MNIST Parzen log-likelihood', 'mnist_parzen.py', 'eval/parzen_ll',
+        '340 ± 2', 'nats', True, Select('eval/parzen_valid_ll', lower_is_better=False)),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One logged run folder."""
+  path: pathlib.Path
+  experiment: str
+  seed: int | None
+  hardware: str
+  records: tuple[dict, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+  """A run's number for a row: the selected eval record's metric, and what it cost."""
+  run: Run
+  value: float
+  step: int
+  epoch: float | None  # when the selected record was taken
+  total_epochs: float | None  # of training: the last 'train/epoch' logged
+  train_seconds: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RowResult:
+  """A row with the results of its runs (one per seed); empty when not run."""
+  row: Row
+  runs: tuple[RunResult, ...]
+
+  @property
+  def values(self) -> list[float]:
+    return [r.value for r in self.runs]
+
+  @property
+  def mean(self) -> float | None:
+    return statistics.fmean(self.values) if self.runs else None
+
+  @property
+  def std(self) -> float | None:
+    """Sample standard deviation (ddof=1); None with fewer than two runs."""
+    return statistics.stdev(self.values) if len(self.runs) >= 2 else None
+
+  @property
+  def gap(self) -> float | None:
+    """Our mean minus the paper's number, in displayed units (percentage points for
+    'percent' rows)."""
+    if not self.runs:
+      return None
+    return self.mean * UNITS[self.row.unit][0] - paper_number(self.row.paper)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_records(path: pathlib.Path) -> list[dict]:
+  """The JSON objects of a metrics.jsonl, one per line; lines that do not parse
+  (a torn last write) or lack 'step' are skipped."""
+  records = []
+  with open(path, encoding='utf-8', errors='replace') as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+      except ValueError:
+        logging.warning('%s:%d: skipping a line that is not JSON.', path, number)
+        continue
+      if isinstance(record, dict) and isinstance(record.get('step'), int):
+        records.append(record)
+      else:
+        logging.warning('%s:%d: skipping a line without an integer "step".', path, number)
+  return records
+
+
+_CONFIG_RE = re.compile(r'--config[= ]\s*[\'"]?(?P<path>[^\s\'":]+\.py)(?::(?P<arg>[^\s\'"]*))?')
+
+
+def parse_experiment(command: str) -> str | None:
+  """The experiment of a command.txt: the first ``--config=<path>.py[:<arg>]``
+  outside ``#`` comments, as ``<file>.py[:<arg>]``; None when there is none."""
+  for line in command.splitlines():
+    line = re.split(r'(?:^|\s)#', line, maxsplit=1)[0]
+    match = _CONFIG_RE.search(line)
+    if match:
+      name = posixpath.basename(match['path'].replace('\\', '/'))
+      return f'{name}:{match["arg"]}' if match['arg'] else name
+  return None
+
+
+def read_run(folder: pathlib.Path) -> Run | None:
+  """The run logged in ``folder``; None (with a warning) when its command names no
+  --config or its config.json does not parse."""
+  experiment = parse_experiment((folder / 'command.txt').read_text(encoding='utf-8'))
+  if experiment is None:
+    logging.warning('%s: command.txt has no --config=<file>.py; skipping the run.', folder)
+    return None
+  try:
+    config = json.loads((folder / 'config.json').read_text(encoding='utf-8'))
+  except ValueError as e:
+    logging.warning('%s: config.json does not parse (%s); skipping the run.', folder, e)
+    return None
+  seed = config.get('seed') if isinstance(config, dict) else None
+  hardware_file = folder / 'hardware.txt'
+  hardware = DEFAULT_HARDWARE
+  if hardware_file.is_file():
+    lines = hardware_file.read_text(encoding='utf-8').strip().splitlines()
+    hardware = lines[0].strip() if lines else DEFAULT_HARDWARE
+  return Run(folder, experiment, seed if isinstance(seed, int) else None, hardware,
+             tuple(read_records(folder / 'metrics.jsonl')))
+
+
+def collect(root) -> list[Run]:
+  """Every run under ``root`` (searched recursively), in path order."""
+  root = pathlib.Path(root)
+  if not root.is_dir():
+    raise errors.UserError(f'{root}: no such results folder; give the folder that holds '
+                           'the run folders (e.g. results/).')
+  runs = []
+  for folder, dirs, files in os.walk(root):
+    dirs.sort()
+    if all(name in files for name in RUN_FILES):
+      run = read_run(pathlib.Path(folder))
+      if run is not None:
+        runs.append(run)
+  return runs
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def _finite(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def select_record(records, row: Row) -> dict | None:
+  """The eval record a row reports: among those with the metric, the one with the
+  best validation value (the first on ties), or the last one if ``row.select`` is
+  None. The test metric never takes part in the choice."""
+  candidates = [r for r in records if row.metric in r]
+  if row.select is None:
+    return candidates[-1] if candidates else None
+  key = row.select.key
+  candidates = [r for r in candidates if _finite(r.get(key))]
+  if not candidates:
+    return None
+  pick = min if row.select.lower_is_better else max  # both return the first of ties
+  return pick(candidates, key=lambda r: r[key])
+
+
+def total_epochs(records) -> float | None:
+  """Epochs of training: the last 'train/epoch' logged."""
+  epochs = [r['train/epoch'] for r in records if _finite(r.get('train/epoch'))]
+  return float(epochs[-1]) if epochs else None
+
+
+def epoch_at(records, step: int) -> float | None:
+  """The epoch at ``step``: 'train/epoch' of a record at that step, else the last
+  record's epoch scaled by the ratio of steps."""
+  with_epoch = [r for r in records if _finite(r.get('train/epoch'))]
+  at_step = [r for r in with_epoch if r['step'] == step]
+  if at_step:
+    return float(at_step[-1]['train/epoch'])
+  if not with_epoch or with_epoch[-1]['step'] <= 0:
+    return None
+  last = with_epoch[-1]
+  return float(last['train/epoch']) * step / last['step']
+
+
+def train_seconds(records) -> float | None:
+  """'run/train_seconds' of the last record that has it (written when training ends)."""
+  seconds = [r['run/train_seconds'] for r in records if _finite(r.get('run/train_seconds'))]
+  return float(seconds[-1]) if seconds else None
+
+
+def run_result(run: Run, row: Row) -> RunResult | None:
+  """The run's number for the row; None when no eval record qualifies."""
+  record = select_record(run.records, row)
+  if record is None or not _finite(record[row.metric]):
+    return None
+  return RunResult(run, float(record[row.metric]), record['step'],
+                   epoch_at(run.records, record['step']), total_epochs(run.records),
+                   train_seconds(run.records))
+
+
+def summarize(runs, rows=ROWS) -> list[RowResult]:
+  """One RowResult per row, over the runs of its experiment ordered by seed; runs of
+  experiments not in ``rows`` are ignored."""
+  out = []
+  for row in rows:
+    mine = sorted((r for r in runs if r.experiment == row.config),
+                  key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
+    results = []
+    for run in mine:
+      result = run_result(run, row)
+      if result is None:
+        logging.warning('%s: no eval record with %s%s; leaving the run out of %s.', run.path,
+                        row.metric, f' and {row.select.key}' if row.select else '', row.config)
+      else:
+        results.append(result)
+    out.append(RowResult(row, tuple(results)))
+  return out
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def paper_number(paper: str) -> float:
+  """The first number of the paper's statement ('1.90 ± 0.10' -> 1.9, '≈13.5' -> 13.5)."""
+  match = re.search(r'[-+]?\d+(?:\.\d+)?', paper)
+  if match is None:
+    raise ValueError(f'paper value {paper!r} has no number')
+  return float(match.group())
+
+
+def format_value(x: float, unit: str) -> str:
+  """A metric in its displayed unit: 'percent' fractions x100 with 2 decimals,
+  'nats' with 1."""
+  scale, decimals, _ = UNITS[unit]
+  return f'{x * scale:.{decimals}f}'
+
+
+def format_gap(gap: float, unit: str) -> str:
+  """A signed difference already in displayed units, e.g. '+1.53 pp', '-4.2 nats'."""
+  _, decimals, name = UNITS[unit]
+  return f'{round(gap, decimals) + 0.0:+.{decimals}f} {name}'  # + 0.0: no '-0.00'
+
+
+def format_ours(result: RowResult) -> str:
+  if not result.runs:
+    return NOT_RUN
+  mean = format_value(result.mean, result.row.unit)
+  if result.std is None:
+    return mean
+  return f'{mean} ± {format_value(result.std, result.row.unit)}'
+
+
+def _number(x: float) -> str:
+  return f'{round(x, 1):g}'
+
+
+def _span(values) -> str:
+  """'8' when all agree, else 'min–max'."""
+  lo, hi = min(values), max(values)
+  return _number(lo) if _number(lo) == _number(hi) else f'{_number(lo)}–{_number(hi)}'
+
+
+def format_epochs(runs) -> str:
+  """Epoch of the selected record / epochs trained, each as min–max when runs differ."""
+  parts = []
+  for values in ([r.epoch for r in runs], [r.total_epochs for r in runs]):
+    known = [v for v in values if v is not None]
+    parts.append(_span(known) if known else '?')
+  return ' / '.join(parts)
+
+
+def format_minutes(runs) -> str:
+  """Mean 'run/train_seconds' in minutes, over the runs that logged it."""
+  seconds = [r.train_seconds for r in runs if r.train_seconds is not None]
+  if not seconds:
+    return EMPTY
+  text = f'{statistics.fmean(seconds) / 60:.1f} min'
+  return text if len(seconds) == len(runs) else f'{text} ({len(seconds)} of {len(runs)} runs)'
+
+
+def format_seeds(runs) -> str:
+  seeds = [str(r.run.seed) if r.run.seed is not None else '?' for r in runs]
+  return f'{len(runs)} ({", ".join(seeds)})'
+
+
+def format_selection(row: Row) -> str:
+  if row.select is None:
+    return 'final eval'
+  return f'{"lowest" if row.select.lower_is_better else "highest"} `{row.select.key}`'
+
+
+def format_links(runs, relative_to) -> str:
+  """Each run folder as ``[seed0](results/..)``, relative to ``relative_to``."""
+  links = []
+  for r in runs:
+    target = pathlib.Path(os.path.relpath(r.run.path, relative_to)).as_posix()
+    target = f'<{target}>' if any(c in target for c in ' ()') else target
+    label = f'seed{r.run.seed}' if r.run.seed is not None else r.run.path.name
+    links.append(f'[{label}]({target})')
+  return ' '.join(links)
+
+
+HEADER = ('id', 'experiment', 'config', 'metric', 'selected by', 'paper', 'ours', 'gap',
+          'seeds', 'epochs (selected / trained)', 'train time', 'hardware', 'runs')
+
+
+def table_row(result: RowResult, relative_to) -> tuple[str, ...]:
+  row, runs = result.row, result.runs
+  metric = f'`{row.metric}`{" %" if row.unit == "percent" else f" ({row.unit})"} ' + (
+      '↑' if row.higher_is_better else '↓')
+  fixed = (row.id, row.name, f'`{row.config}`', metric, format_selection(row), row.paper,
+           format_ours(result))
+  if not runs:
+    return fixed + (EMPTY,) * (len(HEADER) - len(fixed))
+  hardware = ', '.join(sorted({r.run.hardware for r in runs}))
+  return fixed + (format_gap(result.gap, row.unit), format_seeds(runs), format_epochs(runs),
+                  format_minutes(runs), hardware, format_links(runs, relative_to))
+
+
+def render(rows_results, relative_to='.') -> str:
+  """The Markdown table; run links are relative to the folder ``relative_to`` (the
+  README's)."""
+  lines = [HEADER, ('---',) * len(HEADER)]
+  lines += [table_row(result, relative_to) for result in rows_results]
+  return '\n'.join('| ' + ' | '.join(cells) + ' |' for cells in lines) + '\n'
+
+
+# ----------------------------------------------------------------------------- README
+
+
+def replace_block(text: str, block: str, name: str = 'README') -> str:
+  """``text`` with the lines between the marker lines replaced by ``block`` (framed
+  by blank lines); the markers and everything outside them stay byte-identical."""
+  lines = text.splitlines(keepends=True)
+  begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN]
+  ends = [i for i, line in enumerate(lines) if line.strip() == END]
+  if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
+    raise errors.UserError(f'{name}: needs one line {BEGIN} and, below it, one line {END}; '
+                           'add both marker lines where the table goes.')
+  begin, end = begins[0], ends[0]
+  newline = '\r\n' if lines[begin].endswith('\r\n') else '\n'
+  body = newline + block.rstrip('\n').replace('\n', newline) + newline + newline
+  return ''.join(lines[:begin + 1]) + body + ''.join(lines[end:])
+
+
+def write_atomic(path: pathlib.Path, text: str) -> None:
+  """Writes ``text`` to a temporary file next to ``path``, then renames it over."""
+  mode = path.stat().st_mode & 0o7777 if path.exists() else None
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+  try:
+    with os.fdopen(fd, 'w', encoding='utf-8', newline='') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    if mode is not None:
+      os.chmod(tmp, mode)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def update_readme(path, block: str) -> bool:
+  """Puts ``block`` between the markers of the file ``path``; True if it changed."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise errors.UserError(f'{path}: no such file; give --readme the README that holds '
+                           f'the {BEGIN} / {END} lines.')
+  with open(path, encoding='utf-8', newline='') as f:
+    text = f.read()
+  new = replace_block(text, block, name=str(path))
+  if new != text:
+    write_atomic(path, new)
+  return new != text
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(
+      prog='python -m aae_jax.report',
+      description="Builds the README's results table from the logged runs under RESULTS_DIR.")
+  parser.add_argument('results_dir', help='folder searched recursively for run folders')
+  parser.add_argument('--readme', help='file whose report:begin/end block gets the table')
+  return parser.parse_args(argv[1:])
+
+
+def main(argv) -> int:
+  args = parse_args(argv)
+  try:
+    relative_to = pathlib.Path(args.readme).parent if args.readme else pathlib.Path('.')
+    table = render(summarize(collect(args.results_dir)), relative_to=relative_to)
+    print(table, end='')
+    if args.readme:
+      changed = update_readme(args.readme, table)
+      logging.info('%s: %s.', args.readme, 'table updated' if changed else 'already up to date')
+  except errors.UserError as e:
+    sys.exit(f'aae_jax.report: {e}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv))

@@ -1,0 +1,239 @@
+"""The results table: run discovery, model selection by validation, aggregation over
+seeds, formatting and the README block update, on synthetic run folders and on the
+repository's own results/."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from aae_jax import errors
+from aae_jax import report
+
+RESULTS = pathlib.Path(__file__).parents[1] / 'results'
+STEPS_PER_EPOCH = 500
+
+
+def _row(config):
+  return next(r for r in report.ROWS if r.config == config)
+
+
+def _eval(step, valid, test, **extra):
+  return {'step': step, 'eval/valid_error': valid, 'eval/test_error': test,
+          'train/epoch': step / STEPS_PER_EPOCH, **extra}
+
+
+def write_run(folder: pathlib.Path, config='configs/mnist_semisup.py:1000', seed=0,
+              records=(), tail='', command=None, hardware=None) -> pathlib.Path:
+  """A run folder as aae_jax.main leaves it; ``tail`` is appended to metrics.jsonl."""
+  folder.mkdir(parents=True)
+  lines = ''.join(json.dumps(r) + '\n' for r in records)
+  (folder / 'metrics.jsonl').write_text(lines + tail)
+  (folder / 'config.json').write_text(json.dumps({'seed': seed, 'batch_size': 100}))
+  if command is None:
+    command = (f'# from a clean clone\npython -m aae_jax.main --config={config} '
+               f'--config.ema_decay=0.9 --workdir=runs/x   # note: --config=configs/other.py')
+  (folder / 'command.txt').write_text(command + '\n')
+  if hardware is not None:
+    (folder / 'hardware.txt').write_text(hardware + '\n')
+  return folder
+
+
+def semisup_records(valid_test_pairs, seconds=60.0):
+  """Train records every half epoch-step and one eval record per pair; the last
+  record carries the run's totals."""
+  records = []
+  for i, (valid, test) in enumerate(valid_test_pairs, 1):
+    step = 1000 * i
+    records.append({'step': step - 500, 'train/epoch': (step - 500) / STEPS_PER_EPOCH})
+    records.append(_eval(step, valid, test))
+  records[-1].update({'run/train_seconds': seconds, 'run/steps_per_sec': 10.0})
+  return records
+
+
+def test_selection_uses_the_validation_metric_only(tmp_path):
+  # Best valid at step 2000; test is best at 3000 (what selecting by test would pick),
+  # and 4000 is the final record: each wrong rule gives a different number.
+  pairs = [(0.050, 0.060), (0.030, 0.045), (0.040, 0.020), (0.045, 0.035)]
+  write_run(tmp_path / 'run', records=semisup_records(pairs))
+  (result,) = [r for r in report.summarize(report.collect(tmp_path))
+               if r.row.config == 'mnist_semisup.py:1000']
+  (chosen,) = result.runs
+  assert chosen.step == 2000
+  assert chosen.value == pytest.approx(0.045)
+  assert chosen.epoch == pytest.approx(4.0)
+  assert chosen.total_epochs == pytest.approx(8.0)
+  assert chosen.train_seconds == pytest.approx(60.0)
+
+
+def test_selection_ties_take_the_first_and_higher_is_better_rows(tmp_path):
+  records = [{'step': 1, 'eval/parzen_valid_ll': 10.0, 'eval/parzen_ll': 1.0},
+             {'step': 2, 'eval/parzen_valid_ll': 30.0, 'eval/parzen_ll': 2.0},
+             {'step': 3, 'eval/parzen_valid_ll': 30.0, 'eval/parzen_ll': 3.0},
+             {'step': 4, 'eval/parzen_valid_ll': 20.0, 'eval/parzen_ll': 4.0}]
+  assert report.select_record(records, _row('mnist_parzen.py'))['step'] == 2
+  assert report.select_record(records[:1], _row('mnist_cluster.py:16')) is None
+  final = report.select_record([_eval(1, 0.1, 0.5), _eval(2, 0.9, 0.7)],
+                               _row('mnist_cluster.py:16'))
+  assert final['step'] == 2
+
+
+def test_epoch_is_scaled_when_the_selected_step_logged_none():
+  records = [{'step': 500, 'train/epoch': 1.0}, {'step': 1000, 'eval/valid_error': 0.1},
+             {'step': 1500, 'train/epoch': 3.0}]
+  assert report.epoch_at(records, 1000) == pytest.approx(2.0)
+  assert report.total_epochs(records) == pytest.approx(3.0)
+
+
+def test_mean_and_sample_std_over_three_seeds(tmp_path):
+  tests = [0.031, 0.036, 0.047]
+  for seed, test in enumerate(tests):
+    write_run(tmp_path / 'semisup' / f'seed{seed}', seed=seed,
+              records=semisup_records([(0.05, 0.09), (0.03, test)], seconds=60.0 * (seed + 1)))
+  result = next(r for r in report.summarize(report.collect(tmp_path))
+                if r.row.config == 'mnist_semisup.py:1000')
+  assert [r.run.seed for r in result.runs] == [0, 1, 2]
+  assert result.mean == pytest.approx(np.mean(tests))
+  assert result.std == pytest.approx(np.std(tests, ddof=1))
+  assert result.gap == pytest.approx(100 * np.mean(tests) - 1.60)
+  line = next(l for l in report.render([result], relative_to=tmp_path).splitlines()
+              if 'mnist_semisup.py:1000' in l)
+  mean, std = 100 * np.mean(tests), 100 * np.std(tests, ddof=1)
+  assert f'| {mean:.2f} ± {std:.2f} |' in line
+  assert '| 3 (0, 1, 2) |' in line
+  assert '| 2.0 min |' in line  # mean of 1, 2 and 3 minutes
+  assert ('[seed0](semisup/seed0) [seed1](semisup/seed1) [seed2](semisup/seed2)') in line
+
+
+def test_a_single_run_shows_its_value_without_std(tmp_path):
+  write_run(tmp_path / 'r', records=semisup_records([(0.03, 0.0343)]), hardware='1x NVIDIA H100')
+  (result,) = [r for r in report.summarize(report.collect(tmp_path)) if r.runs]
+  assert result.std is None
+  assert report.format_ours(result) == '3.43'
+  assert '| 1x NVIDIA H100 |' in report.render([result], relative_to=tmp_path)
+
+
+def test_a_torn_last_line_is_skipped(tmp_path):
+  records = semisup_records([(0.03, 0.04)])
+  write_run(tmp_path / 'r', records=records, tail='{"step": 3000, "eval/valid_err')
+  (run,) = report.collect(tmp_path)
+  assert list(run.records) == records
+
+
+def test_runs_without_config_or_of_other_experiments_are_skipped(tmp_path):
+  write_run(tmp_path / 'a', records=semisup_records([(0.03, 0.04)]),
+            command='# --config=configs/mnist_semisup.py:1000 in a comment only\n'
+                    'python -m aae_jax.main --workdir=runs/x')
+  write_run(tmp_path / 'b', config='configs/mnist_gaussian.py',
+            records=semisup_records([(0.03, 0.04)]))
+  (tmp_path / 'c').mkdir()  # not a run: files missing
+  (tmp_path / 'c' / 'metrics.jsonl').write_text('')
+  runs = report.collect(tmp_path)
+  assert [r.experiment for r in runs] == ['mnist_gaussian.py']
+  assert all(not r.runs for r in report.summarize(runs))
+
+
+@pytest.mark.parametrize('command, expected', [
+    ('main --config=configs/mnist_semisup.py:100 --config.seed=1', 'mnist_semisup.py:100'),
+    ('# comment --config=configs/a.py:1\nmain --config=configs/mnist_parzen.py', 'mnist_parzen.py'),
+    ('main --config.model.code_dim=2 --config=configs/mnist_dimred.py:unsup',
+     'mnist_dimred.py:unsup'),
+    ('main --workdir=x  # --config=configs/mnist_parzen.py', None),
+])
+def test_parse_experiment(command, expected):
+  assert report.parse_experiment(command) == expected
+
+
+def test_experiments_with_no_runs_show_not_run(tmp_path):
+  results = report.summarize(report.collect(tmp_path))
+  assert len(results) == len(report.ROWS)
+  for line in report.render(results).splitlines()[2:]:
+    assert '| not run |' in line
+
+
+def test_percent_formatting_and_signed_gap():
+  assert report.format_value(0.0343, 'percent') == '3.43'
+  assert report.format_value(341.27, 'nats') == '341.3'
+  assert report.format_gap(3.43 - 1.60, 'percent') == '+1.83 pp'
+  assert report.format_gap(3.43 - 3.90, 'percent') == '-0.47 pp'
+  assert report.format_gap(-0.001, 'percent') == '+0.00 pp'
+  assert report.format_gap(331.0 - 340.0, 'nats') == '-9.0 nats'
+  assert report.paper_number('1.90 ± 0.10') == pytest.approx(1.90)
+  assert report.paper_number('≈13.5') == pytest.approx(13.5)
+
+
+README = ('# Project\r\n\nIntro with trailing spaces   \n<!-- report:begin -->\nold table\n'
+          '| a | b |\n<!-- report:end -->\n\n## After\n\ttabbed, no final newline')
+
+
+def test_readme_block_is_replaced_and_the_rest_kept(tmp_path):
+  readme = tmp_path / 'README.md'
+  readme.write_bytes(README.encode())
+  assert report.update_readme(readme, '| new |\n| --- |\n')
+  data = readme.read_bytes()
+  head, tail = README.split('old table')[0], README.split('| a | b |\n')[1]
+  assert data.startswith(head.encode())
+  assert data.endswith(tail.encode())
+  assert data == (head + '\n| new |\n| --- |\n\n' + tail).encode()
+  assert not report.update_readme(readme, '| new |\n| --- |\n')  # idempotent
+  assert readme.read_bytes() == data
+  assert [p.name for p in tmp_path.iterdir()] == ['README.md']  # no temporary left
+
+
+@pytest.mark.parametrize('text', [
+    '# no markers\n',
+    '<!-- report:begin -->\nonly the first\n',
+    '<!-- report:end -->\nswapped\n<!-- report:begin -->\n',
+    '<!-- report:begin -->\n<!-- report:begin -->\n<!-- report:end -->\n',
+])
+def test_missing_markers_raise_and_leave_the_file(tmp_path, text):
+  readme = tmp_path / 'README.md'
+  readme.write_text(text)
+  with pytest.raises(errors.UserError, match='add both marker lines'):
+    report.update_readme(readme, '| new |\n')
+  assert readme.read_text() == text
+
+
+def test_cli_prints_and_updates_the_readme(tmp_path, capsys):
+  write_run(tmp_path / 'results' / 'semisup', records=semisup_records([(0.03, 0.0343)]))
+  (tmp_path / 'docs').mkdir()
+  readme = tmp_path / 'docs' / 'README.md'
+  readme.write_text(f'top\n{report.BEGIN}\n{report.END}\nbottom\n')
+  report.main(['report', str(tmp_path / 'results'), '--readme', str(readme)])
+  printed = capsys.readouterr().out
+  assert '| 3.43 |' in printed
+  text = readme.read_text()
+  assert text.startswith(f'top\n{report.BEGIN}\n') and text.endswith(f'{report.END}\nbottom\n')
+  assert '[seed0](../results/semisup)' in text  # relative to the README's folder
+  bad = tmp_path / 'BAD.md'
+  bad.write_text('no markers\n')
+  with pytest.raises(SystemExit, match='add both marker lines'):
+    report.main(['report', str(tmp_path / 'results'), '--readme', str(bad)])
+  assert bad.read_text() == 'no markers\n'
+  with pytest.raises(SystemExit, match='no such results folder'):
+    report.main(['report', str(tmp_path / 'missing')])
+
+
+def test_the_repository_results():
+  folder = RESULTS / 'mnist_semisup_1000'
+  if not (folder / 'metrics.jsonl').is_file():
+    pytest.skip('results/mnist_semisup_1000 is not in this checkout')
+  evals = []
+  for line in (folder / 'metrics.jsonl').read_text().splitlines():
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue
+    if 'eval/valid_error' in record and 'eval/test_error' in record:
+      evals.append(record)
+  best = int(np.argmin([r['eval/valid_error'] for r in evals]))  # first of ties
+  result = next(r for r in report.summarize(report.collect(RESULTS))
+                if r.row.config == 'mnist_semisup.py:1000')
+  (run,) = result.runs
+  assert run.run.path.resolve() == folder.resolve()
+  assert run.step == evals[best]['step']
+  assert run.value == evals[best]['eval/test_error']
+  assert result.mean == evals[best]['eval/test_error']
