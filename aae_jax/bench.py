@@ -92,11 +92,19 @@ class JaxStep:
     self.num_examples = len(train_split)
     rows = -(-self.num_examples // self.dp.num_devices) * self.dp.num_devices
     abstract = lambda x, shape=None: jax.ShapeDtypeStruct(shape or x.shape, x.dtype)
+    # As the training loop: labels only where the labelled set has them, and
+    # the labelled set's rows for the supervised phase.
+    self.num_labelled = len(self.exp.labelled_idx) if self.exp.supervised else 0
+    self.ema_decay = config.ema_decay
+    labelled = jnp.asarray(self.exp.labelled_idx, jnp.int32)
+    extra = (labelled,) if self.num_labelled else ()
     self.abstract_args = (jax.tree.map(abstract, self.exp.state),
                           abstract(train_split.images, (rows, int(np.prod(dataset.image_shape)))),
-                          abstract(train_split.labels, (rows,)))
+                          abstract(self.exp.train_labels, (rows,)),
+                          *(abstract(e) for e in extra))
     self.args = (self.dp.shard_rows(train_split.images.reshape(self.num_examples, -1)),
-                 self.dp.shard_rows(train_split.labels))
+                 self.dp.shard_rows(self.exp.train_labels),
+                 *(self.dp.replicate(e) for e in extra))
     self.state = self.dp.replicate(self.exp.state)
     self.fn = self.dp.compile(self._chunk(self.window), sharded_argnums=(1, 2))
     self.state, m = self.fn(self.state, *self.args)
@@ -105,11 +113,13 @@ class JaxStep:
   def _chunk(self, num_steps):
     return train.make_train_chunk(
         self.exp.phases, batch_size=self.batch_size, num_devices=self.dp.num_devices,
-        num_steps=num_steps, num_examples=self.num_examples)
+        num_steps=num_steps, num_examples=self.num_examples, num_labelled=self.num_labelled,
+        ema_decay=self.ema_decay)
 
   def flops_per_example(self) -> float:
     """XLA's count for one step (a one-step program, so no loop trip counts)."""
-    one = self.dp.shard_map_program(self._chunk(1), 3, sharded_argnums=(1, 2))
+    one = self.dp.shard_map_program(self._chunk(1), len(self.abstract_args),
+                                    sharded_argnums=(1, 2))
     cost = one.lower(*self.abstract_args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost['flops']) * self.dp.num_devices / self.batch_size
