@@ -9,6 +9,8 @@ the prior's negative log-density of its code; ``eval/anomaly_auroc_recon`` and
 ``eval/anomaly_auroc_prior`` are the AUROCs of held-out-digit against normal test
 images. The model is the Table 1 AAE (8-D code, Gaussian prior of std 5,
 Euclidean cost) trained for 10 epochs. ``,smoke`` for tests.
+Measured (results/mnist_anomaly_0 and _9, 2-core CPU): digit 0: AUROC 0.952 by
+reconstruction loss, 0.552 by -log p(z); digit 9: 0.651 and 0.339.
 """
 
 from configs import common

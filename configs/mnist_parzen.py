@@ -8,6 +8,8 @@ samples on the test set (``eval/parzen_ll`` +- ``eval/parzen_ll_se``, kernel wid
 their FID to the test set (``eval/fid``) and denoising PSNRs. The VAE baseline
 of the same networks and prior: ``configs/mnist_vae.py:parzen``.
 Variants: ``configs/mnist_parzen.py:smoke`` (tests).
+Measured (results/mnist_parzen, 2-core CPU shared with other runs): after 30 epochs
+Parzen log-likelihood 315.1 +- 1.7 nats (sigma 0.167), FID 11.7; 1398 s of training.
 """
 
 from configs import common

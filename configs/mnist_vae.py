@@ -11,6 +11,8 @@ code) or ``parzen`` (configs/mnist_parzen.py, 8-D N(0, 25 I), Table 1);
 encoder; the reconstruction term is the Bernoulli likelihood, so the loss is
 the negative ELBO (``train/neg_elbo``). Every eval reports the FID of decoded
 prior samples; ``parzen`` adds their Parzen log-likelihood.
+Measured (results/vae_*, 2-core CPU, 30 epochs): ``parzen`` 317.5 +- 1.7 nats, FID 25.8
+(the AAE: 315.1, 11.7); FID 78.4 for ``gaussian``, 87.9 for ``mog``.
 """
 
 import importlib
