@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 from typing import Sequence
 
 from absl import logging
@@ -34,6 +33,8 @@ import numpy as np
 import optax
 
 from aae_jax import errors
+from aae_jax import evaluate
+from aae_jax import files
 
 CACHE_ENV = 'AAE_CACHE_DIR'
 CACHE_SUBDIR = 'fid_classifier'
@@ -108,13 +109,8 @@ def fid(features_a, features_b) -> float:
 
 
 def _batched_apply(model: Classifier, params, x, batch_size: int):
-  """``model.apply`` over row batches with ``lax.map``, padding the tail."""
-  n = x.shape[0]
-  num_batches = -(-n // batch_size)
-  x = jnp.pad(x, [(0, num_batches * batch_size - n), (0, 0)])
-  logits, feats = jax.lax.map(lambda b: model.apply(params, b),
-                              x.reshape(num_batches, batch_size, -1))
-  return logits.reshape(-1, logits.shape[-1])[:n], feats.reshape(-1, feats.shape[-1])[:n]
+  """``model.apply`` over row batches (``evaluate.batched``): (logits, features)."""
+  return evaluate.batched(lambda rows: model.apply(params, rows[0]), (x,), batch_size)
 
 
 def _flat(images) -> jnp.ndarray:
@@ -218,19 +214,6 @@ def cache_key(dataset, *, seed: int, epochs: int, hidden: Sequence[int] = HIDDEN
   return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _write_atomic(path: pathlib.Path, payload: bytes) -> None:
-  """Writes through a unique temporary file in the same folder, then renames."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(payload)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def _load(path: pathlib.Path, template) -> tuple[dict, float]:
   """Params and test accuracy from ``path`` and its ``.json``; raises if unusable."""
   params = flax.serialization.from_bytes(template, path.read_bytes())
@@ -300,6 +283,6 @@ def load_or_train(dataset, cache_dir: str | os.PathLike, *, seed: int = 0,
           'dataset': dataset.name, 'num_train': len(dataset.train),
           'image_shape': list(dataset.image_shape)}
   folder.mkdir(parents=True, exist_ok=True)
-  _write_atomic(path, flax.serialization.to_bytes(params))
-  _write_atomic(path.with_suffix('.json'), json.dumps(meta, indent=2).encode())
+  files.write_atomic(path, flax.serialization.to_bytes(params))
+  files.write_atomic(path.with_suffix('.json'), json.dumps(meta, indent=2).encode())
   return Extractor(model, params, test_accuracy, path, input_size)

@@ -10,6 +10,8 @@ import time
 from absl import logging
 import numpy as np
 
+from aae_jax import files
+
 
 def _plain(value):
   value = np.asarray(value)
@@ -49,9 +51,7 @@ class MetricWriter:
     if dropped:
       with open(self.path.with_name('metrics.dropped.jsonl'), 'a') as f:
         f.writelines(dropped)
-      tmp = self.path.with_suffix('.jsonl.tmp')
-      tmp.write_text(''.join(kept))
-      os.replace(tmp, self.path)
+      files.write_atomic(self.path, ''.join(kept))
       logging.info('Resuming at step %d: moved %d metric records written after it to '
                    'metrics.dropped.jsonl.', step, len(dropped))
 

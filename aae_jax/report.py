@@ -26,11 +26,11 @@ import posixpath
 import re
 import statistics
 import sys
-import tempfile
 
 from absl import logging
 
 from aae_jax import errors
+from aae_jax import files
 
 BEGIN, END = '<!-- report:begin -->', '<!-- report:end -->'
 RUN_FILES = ('metrics.jsonl', 'config.json', 'command.txt')
@@ -200,9 +200,9 @@ def collect(root) -> list[Run]:
     raise errors.UserError(f'{root}: no such results folder; give the folder that holds '
                            'the run folders (e.g. results/).')
   runs = []
-  for folder, dirs, files in os.walk(root):
+  for folder, dirs, names in os.walk(root):
     dirs.sort()
-    if all(name in files for name in RUN_FILES):
+    if all(name in names for name in RUN_FILES):
       run = read_run(pathlib.Path(folder))
       if run is not None:
         runs.append(run)
@@ -411,24 +411,6 @@ def replace_block(text: str, block: str, name: str = 'README') -> str:
   return ''.join(lines[:begin + 1]) + body + ''.join(lines[end:])
 
 
-def write_atomic(path: pathlib.Path, text: str) -> None:
-  """Writes ``text`` to a temporary file next to ``path``, then renames it over."""
-  mode = path.stat().st_mode & 0o7777 if path.exists() else None
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'w', encoding='utf-8', newline='') as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    if mode is not None:
-      os.chmod(tmp, mode)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def update_readme(path, block: str) -> bool:
   """Puts ``block`` between the markers of the file ``path``; True if it changed."""
   path = pathlib.Path(path)
@@ -439,7 +421,7 @@ def update_readme(path, block: str) -> bool:
     text = f.read()
   new = replace_block(text, block, name=str(path))
   if new != text:
-    write_atomic(path, new)
+    files.write_atomic(path, new)
   return new != text
 
 
