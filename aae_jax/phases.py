@@ -238,12 +238,17 @@ class AAE:
 
   # --- objectives -----------------------------------------------------------
 
-  def reconstruction_objective(self, params, batch, key):
+  def _reconstruct(self, params, batch, key):
+    """Training-mode encode and decode of the batch: (code, mean reconstruction
+    loss, new batch-norm statistics by params key)."""
     record = {}
     code = self.encode(params, batch, key, record=record)
     logits = self.decode_logits(params, self.decoder_in(params, code, batch),
                                 train=True, record=record)
-    loss = jnp.mean(self.reconstruction(logits, batch['x']))
+    return code, jnp.mean(self.reconstruction(logits, batch['x'])), record
+
+  def reconstruction_objective(self, params, batch, key):
+    _, loss, record = self._reconstruct(params, batch, key)
     metrics = {'train/recon_loss': loss}
     if self.decoder_input == 'heads' and self.heads_weight > 0:
       cost = head_separation_cost(params['heads'], self.heads_threshold)
@@ -251,7 +256,7 @@ class AAE:
       loss = loss + self.heads_weight * cost
     return loss, {**metrics, STATE_KEY: record}
 
-  def kl(self, code: models.Code, z=None):
+  def kl(self, code: models.Code):
     """Per-example KL(q(z|x) || p(z)) of a Gaussian encoder (the VAE baseline).
 
     Closed form for the isotropic Gaussian prior; for any other prior the
@@ -262,7 +267,7 @@ class AAE:
       var_ratio = jnp.exp(log_var) / self.prior.std**2
       return 0.5 * jnp.sum(var_ratio + jnp.square(mean) / self.prior.std**2 - 1.0
                            - jnp.log(var_ratio), axis=-1)
-    z = code.z if z is None else z
+    z = code.z
     log_q = -0.5 * jnp.sum(jnp.square(z - mean) * jnp.exp(-log_var) + log_var
                            + jnp.log(2 * jnp.pi), axis=-1)
     return log_q - self.prior.log_prob(z)
@@ -270,11 +275,7 @@ class AAE:
   def vae_objective(self, params, batch, key):
     """The VAE baseline's negative ELBO: reconstruction of a reparameterised
     sample plus KL to the prior, in one phase that owns the autoencoder."""
-    record = {}
-    code = self.encode(params, batch, key, record=record)
-    logits = self.decode_logits(params, self.decoder_in(params, code, batch),
-                                train=True, record=record)
-    recon = jnp.mean(self.reconstruction(logits, batch['x']))
+    code, recon, record = self._reconstruct(params, batch, key)
     kl = jnp.mean(self.kl(code))
     return recon + kl, {'train/recon_loss': recon, 'train/kl': kl,
                         'train/neg_elbo': recon + kl, STATE_KEY: record}
