@@ -71,11 +71,15 @@ def auroc(anomalous: np.ndarray, normal: np.ndarray) -> float:
   return float((ranks[:n].sum() - n * (n + 1) / 2) / (n * len(normal)))
 
 
+def psnr_from_mse(mse: np.ndarray) -> np.ndarray:
+  """Peak signal-to-noise ratio in dB of per-image mean squared errors, pixels in [0, 1]."""
+  return 10.0 * np.log10(1.0 / np.maximum(np.asarray(mse, np.float64), 1e-12))
+
+
 def psnr(clean: np.ndarray, other: np.ndarray) -> np.ndarray:
   """Per-image peak signal-to-noise ratio in dB for pixel values in [0, 1]."""
   axes = tuple(range(1, clean.ndim))
-  mse = np.mean(np.square(clean.astype(np.float64) - other), axis=axes)
-  return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-12))
+  return psnr_from_mse(np.mean(np.square(clean.astype(np.float64) - other), axis=axes))
 
 
 def corrupt(images: np.ndarray, kind: str, amount: float, seed: int = 0) -> np.ndarray:
@@ -131,7 +135,9 @@ class Evaluator:
       batch = {'x': xs, 'label': ys, 'position': positions}
       code = self.aae.encode(params, batch, key, train=False)
       logits = self.aae.decode_logits(params, self.aae.decoder_in(params, code, batch))
-      out = {'z': code.z, 'loss': self.aae.reconstruction(logits, xs)}
+      out = {'z': code.z, 'loss': self.aae.reconstruction(logits, xs),
+             # Per-image mean squared error of the reconstruction (denoising's reference).
+             'mse': jnp.mean(jnp.square(self.aae.output(logits) - xs), axis=-1)}
       if code.y_logits is not None:
         out['y_probs'] = jax.nn.softmax(code.y_logits)
       return out
@@ -172,7 +178,7 @@ class Evaluator:
     return self.decode(params, z, y).reshape((n,) + tuple(shape))
 
   def codes(self, params, split) -> dict[str, np.ndarray]:
-    """Per-example ``z``, ``loss``, ``log_p``, ``shown`` and ``y_probs`` of a split."""
+    """Per-example ``z``, ``loss``, ``mse``, ``log_p``, ``shown`` and ``y_probs`` of a split."""
     x = jnp.asarray(split.images.reshape(len(split), -1))
     out = self._encode_and_score(params, x, jnp.asarray(split.labels), self.key)
     return {k: np.asarray(v) for k, v in out.items()}
@@ -214,13 +220,13 @@ class Evaluator:
           component_of(self.aae.prior, z) == split.labels)
     return metrics, out
 
-  def denoise_metrics(self, params, split) -> dict:
+  def denoise_metrics(self, params, split, out: dict) -> dict:
     """PSNR (dB) against the clean test images of the reconstructions of noisy ones,
-    next to the noisy input's own PSNR, for Gaussian and salt-and-pepper noise."""
+    next to the noisy input's own PSNR, for Gaussian and salt-and-pepper noise; and
+    that of the clean images' reconstructions, from their outputs ``out`` (``codes``)."""
     o = self.options
     clean = split.images
-    metrics = {'eval/test_recon_psnr': psnr(clean, self.reconstruct(params, clean,
-                                                                     split.labels)).mean()}
+    metrics = {'eval/test_recon_psnr': psnr_from_mse(out['mse']).mean()}
     for kind, amount in (('gaussian', o.noise_std), ('salt_pepper', o.salt_pepper)):
       noisy = corrupt(clean, kind, amount, self.seed)
       metrics[f'eval/denoise_psnr_{kind}'] = psnr(
@@ -239,6 +245,7 @@ class Evaluator:
 
   def generative_metrics(self, params, dataset) -> dict:
     """Parzen log-likelihood and FID of ``options.num_samples`` decoded prior samples."""
+    # Imported here: both modules use this one's ``batched``.
     from aae_jax import fid as fid_lib  # pylint: disable=g-import-not-at-top
     from aae_jax import parzen  # pylint: disable=g-import-not-at-top
     o = self.options
@@ -290,7 +297,7 @@ class Evaluator:
     o = self.options
     if o is not None:
       if o.denoise and dataset.pixel_mean is None:
-        metrics.update(self.denoise_metrics(params, dataset.test))
+        metrics.update(self.denoise_metrics(params, dataset.test, test_out))
       if o.parzen or o.fid:
         metrics.update(self.generative_metrics(params, dataset))
     return metrics, test_out

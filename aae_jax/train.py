@@ -23,6 +23,7 @@ from aae_jax import data as data_lib
 from aae_jax import distributed
 from aae_jax import errors
 from aae_jax import evaluate
+from aae_jax import fid as fid_lib
 from aae_jax import metrics as metrics_lib
 from aae_jax import parallel
 from aae_jax import phases as phases_lib
@@ -422,7 +423,6 @@ def make_evaluator(config, exp: Experiment, dataset: data_lib.Dataset) -> evalua
   options = config.evaluation
   features = None
   if options.fid:
-    from aae_jax import fid as fid_lib  # pylint: disable=g-import-not-at-top
     extractor = distributed.main_first(lambda: fid_lib.load_or_train(
         dataset, fid_lib.cache_root(options.fid_cache_dir), epochs=options.fid_epochs),
                                        'fid_classifier')

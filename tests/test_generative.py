@@ -155,7 +155,7 @@ def test_denoising_metrics_reconstruct_the_noisy_images(tiny_dataset):
   clean = evaluator.reconstruct(params, test.images, test.labels)
   assert clean.shape == test.images.shape
   noisy = evaluate.corrupt(test.images, 'gaussian', config.evaluation.noise_std, seed=0)
-  metrics = evaluator.denoise_metrics(params, test)
+  metrics = evaluator.denoise_metrics(params, test, evaluator.codes(params, test))
   np.testing.assert_allclose(metrics['eval/noisy_psnr_gaussian'],
                              evaluate.psnr(test.images, noisy).mean(), rtol=1e-6)
   expected = evaluate.psnr(test.images, evaluator.reconstruct(params, noisy, test.labels))
