@@ -17,6 +17,14 @@ Prints a table, then one JSON line with:
 * ``loop_overhead``: epoch time over pure step time, minus 1.
 * with ``--torch``: ``torch_examples_per_sec`` (the same phases in PyTorch eager,
   timed in alternation with JAX) and ``speedup_vs_torch``.
+* with ``--breakdown``, where the step's time goes:
+  ``sgd_examples_per_sec`` (the same step with plain SGD in every phase, timed
+  in alternation) and ``optimizer_share`` (the share of the step's time the
+  optimizers' state updates take beyond that); ``step_shapes_matmul_gflops``,
+  the matmul rate at the step's own shapes (every dense layer's forward, input
+  gradient and weight gradient at the batch size) and ``step_shapes_mfu_ceiling``,
+  that rate over ``matmul_gflops``: the MFU of a step that did nothing but its
+  matmuls.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ flags.DEFINE_integer('windows', 7, 'Timed windows per implementation.')
 flags.DEFINE_bool('torch', False, 'Also time the PyTorch eager reference (pip install -e .[bench]).')
 flags.DEFINE_bool('epoch', True, 'Also time an epoch through the real training loop.')
 flags.DEFINE_integer('matmul_size', 2048, 'Side of the square matrices for the matmul rate.')
+flags.DEFINE_bool('breakdown', False, 'Also time the step with plain SGD and the matmuls '
+                  'at the step\'s shapes (optimizer_share, step_shapes_mfu_ceiling).')
 flags.mark_flag_as_required('config')
 
 _SHAPES = {'mnist': (28, 28, 1), 'fashion_mnist': (28, 28, 1), 'svhn_cropped': (32, 32, 3)}
@@ -68,9 +78,10 @@ def synthetic_dataset(config, seed: int = 0, sizes: tuple[int, int] | None = Non
                           valid=split(num_valid), test=split(num_test), num_classes=10)
 
 
-def matmul_gflops(n: int, reps: int = 10) -> float:
-  """Median fp32 GFLOP/s of an n x n x n matrix product."""
-  a, b = (jax.random.normal(jax.random.PRNGKey(i), (n, n), jnp.float32) for i in range(2))
+def matmul_seconds(m: int, k: int, n: int, reps: int = 10) -> float:
+  """Median time of an fp32 (m x k) @ (k x n) product."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32)
   f = jax.jit(jnp.dot)
   f(a, b).block_until_ready()
   times = []
@@ -78,7 +89,38 @@ def matmul_gflops(n: int, reps: int = 10) -> float:
     t = time.perf_counter()
     f(a, b).block_until_ready()
     times.append(time.perf_counter() - t)
-  return 2 * n**3 / statistics.median(times) / 1e9
+  return statistics.median(times)
+
+
+def matmul_gflops(n: int, reps: int = 10) -> float:
+  """Median fp32 GFLOP/s of an n x n x n matrix product."""
+  return 2 * n**3 / matmul_seconds(n, n, n, reps) / 1e9
+
+
+def dense_shapes(params) -> list[tuple[int, int]]:
+  """(inputs, outputs) of every dense kernel in a parameter tree."""
+  leaves = jax.tree_util.tree_leaves_with_path(params)
+  return [tuple(leaf.shape) for path, leaf in leaves
+          if getattr(path[-1], 'key', None) == 'kernel' and leaf.ndim == 2]
+
+
+def step_shapes_gflops(shapes, batch_size: int, reps: int = 20) -> float:
+  """Matmul rate at a step's shapes: for each (k, n) kernel its forward
+  (B x k @ k x n), input gradient (B x n @ n x k) and weight gradient
+  (k x B @ B x n), total flops over total time."""
+  problems = [p for k, n in shapes
+              for p in ((batch_size, k, n), (batch_size, n, k), (k, batch_size, n))]
+  flops = sum(2 * m * k * n for m, k, n in problems)
+  return flops / sum(matmul_seconds(*p, reps=reps) for p in problems) / 1e9
+
+
+def with_sgd(config):
+  """The config with plain SGD (no momentum, no state) in every phase."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    for opt in config.optim.values():
+      opt.name, opt.momentum = 'sgd', 0.0
+  return config
 
 
 class JaxStep:
@@ -148,7 +190,7 @@ def epoch_seconds(config, dataset) -> float:
 
 
 def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size: int,
-        sizes: tuple[int, int] | None = None) -> dict:
+        sizes: tuple[int, int] | None = None, breakdown: bool = False) -> dict:
   dataset = synthetic_dataset(config, sizes=sizes)
   # The loop first, in a process that has not run PyTorch yet: its idle
   # OpenMP threads were seen to slow XLA's CPU threads afterwards.
@@ -159,11 +201,14 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
     from aae_jax import torch_reference  # pylint: disable=g-import-not-at-top
     torch_step = torch_reference.TorchStep(config, dataset, window=jax_step.window)
     torch_step.time_window()  # warm-up
-  jax_rates, torch_rates = [], []
-  for _ in range(windows):  # alternate, so drifts in machine load hit both alike
+  sgd_step = JaxStep(with_sgd(config), dataset) if breakdown else None
+  jax_rates, torch_rates, sgd_rates = [], [], []
+  for _ in range(windows):  # alternate, so drifts in machine load hit all alike
     jax_rates.append(jax_step.time_window())
     if torch_step is not None:
       torch_rates.append(torch_step.time_window())
+    if sgd_step is not None:
+      sgd_rates.append(sgd_step.time_window())
   gflops = matmul_gflops(matmul_size)
   flops = jax_step.flops_per_example()
   rate = statistics.median(jax_rates)
@@ -180,6 +225,14 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
     result['torch_examples_per_sec'] = statistics.median(torch_rates)
     result['torch_window_examples_per_sec'] = torch_rates
     result['speedup_vs_torch'] = rate / result['torch_examples_per_sec']
+  if breakdown:
+    result['sgd_examples_per_sec'] = statistics.median(sgd_rates)
+    result['sgd_window_examples_per_sec'] = sgd_rates
+    result['optimizer_share'] = 1 - rate / result['sgd_examples_per_sec']
+    shapes = dense_shapes(jax_step.exp.state.params)
+    result['step_shapes_matmul_gflops'] = step_shapes_gflops(
+        shapes, config.batch_size // jax.device_count())
+    result['step_shapes_mfu_ceiling'] = result['step_shapes_matmul_gflops'] / gflops
   if with_epoch:
     steps_per_epoch = len(dataset.train) // config.batch_size
     result['epoch_seconds'] = loop_epoch
@@ -189,7 +242,7 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
 
 
 def table(result: dict) -> str:
-  rows = [(k, v) for k, v in result.items() if not k.startswith(('window', 'torch_window'))]
+  rows = [(k, v) for k, v in result.items() if 'window_' not in k]
   width = max(len(k) for k, _ in rows)
   return '\n'.join(f'{k:<{width}}  {v:.4g}' if isinstance(v, float) else f'{k:<{width}}  {v}'
                    for k, v in rows)
@@ -199,7 +252,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   result = run(FLAGS.config, windows=FLAGS.windows, with_torch=FLAGS.torch,
-               with_epoch=FLAGS.epoch, matmul_size=FLAGS.matmul_size)
+               with_epoch=FLAGS.epoch, matmul_size=FLAGS.matmul_size,
+               breakdown=FLAGS.breakdown)
   result = {'config': config_flags.get_config_filename(FLAGS['config']), **result}
   print(table(result))
   print(json.dumps(result))

@@ -34,6 +34,31 @@ def test_bench_reports_every_field():
         result['examples_per_sec'] / result['torch_examples_per_sec'])
 
 
+def test_breakdown_times_sgd_and_the_step_shapes():
+  config = _config()
+  result = bench.run(config, windows=2, with_torch=False, with_epoch=False,
+                     matmul_size=256, sizes=(600, 100), breakdown=True)
+  assert result['sgd_examples_per_sec'] > 0 and len(result['sgd_window_examples_per_sec']) == 2
+  assert result['optimizer_share'] == pytest.approx(
+      1 - result['examples_per_sec'] / result['sgd_examples_per_sec'])
+  assert result['step_shapes_mfu_ceiling'] == pytest.approx(
+      result['step_shapes_matmul_gflops'] / result['matmul_gflops'])
+  assert 'sgd_window_examples_per_sec' not in bench.table(result)
+  # The SGD variant keeps no optimizer state; the config itself is untouched.
+  sgd = bench.with_sgd(config)
+  assert {o.name for o in sgd.optim.values()} == {'sgd'}
+  assert {o.momentum for o in sgd.optim.values()} == {0.0}
+  assert config.optim.recon.name == 'adam'
+
+
+def test_dense_shapes_lists_every_kernel():
+  exp = bench.JaxStep(_config(), bench.synthetic_dataset(_config(), sizes=(600, 100))).exp
+  code = 2  # the smoke config's code: (784 -> 32 -> 32 -> code), mirrored, and D
+  want = [(784, 32), (32, 32), (32, code), (code, 32), (32, 32), (32, 784),
+          (code, 32), (32, 32), (32, 1)]
+  assert sorted(bench.dense_shapes(exp.state.params)) == sorted(want)
+
+
 @pytest.mark.skipif(not HAS_TORCH, reason='the bench extra (torch) is not installed')
 def test_torch_reference_trains():
   from aae_jax import torch_reference
