@@ -198,23 +198,11 @@ class AAE:
     return self._apply('decoder', self.decoder, params, h, train=train, record=record)
 
   def discriminate(self, params, z, positions, key, condition=None, name='discriminator'):
-    return self.discriminate_many(params, (z,), positions, (key,), condition, name)[0]
-
-  def discriminate_many(self, params, codes, positions, keys, condition=None,
-                        name='discriminator'):
-    """D's logits for several code arrays (e.g. prior samples and encoder codes)
-    of the same examples, in one pass: each layer does one matmul of
-    ``len(codes) * n`` rows instead of ``len(codes)`` of n. ``keys[i]`` keys the
-    input noise of ``codes[i]``, so the draws are those of separate calls."""
     module = self.discriminator if name == 'discriminator' else self.disc_y
     noise = None
     if module.input_noise_std > 0:
-      noise = jnp.concatenate([per_example_normal(k, positions, {'d': (z.shape[-1],)})['d']
-                               for z, k in zip(codes, keys)])
-    if condition is not None:
-      condition = jnp.concatenate([condition] * len(codes))
-    logits = module.apply({'params': params[name]}, jnp.concatenate(codes), noise, condition)
-    return jnp.split(logits, len(codes))
+      noise = per_example_normal(key, positions, {'d': (z.shape[-1],)})['d']
+    return module.apply({'params': params[name]}, z, noise, condition)
 
   def _z_condition(self, batch):
     if not self.condition_classes:
@@ -307,16 +295,16 @@ class AAE:
     fake = self.encode(params, batch, k_enc).z
     real = self.prior_samples(batch, k_prior)
     condition = self._z_condition(batch)
-    real_logits, fake_logits = self.discriminate_many(
-        params, (real, fake), batch['position'], (k_real, k_fake), condition)
+    real_logits = self.discriminate(params, real, batch['position'], k_real, condition)
+    fake_logits = self.discriminate(params, fake, batch['position'], k_fake, condition)
     return _discriminator_metrics('disc', real_logits, fake_logits)
 
   def disc_y_objective(self, params, batch, key):
     k_enc, k_prior, k_real, k_fake = jax.random.split(key, 4)
     fake = jax.nn.softmax(self.encode(params, batch, k_enc).y_logits)
     real = per_example_prior(priors.Categorical(self.num_classes), k_prior, batch['position'])
-    real_logits, fake_logits = self.discriminate_many(
-        params, (real, fake), batch['position'], (k_real, k_fake), name='disc_y')
+    real_logits = self.discriminate(params, real, batch['position'], k_real, name='disc_y')
+    fake_logits = self.discriminate(params, fake, batch['position'], k_fake, name='disc_y')
     return _discriminator_metrics('disc_y', real_logits, fake_logits)
 
   def generator_objective(self, params, batch, key):

@@ -209,10 +209,8 @@ class TorchStep:
   def _adversary(self, name, x) -> float:
     with torch.no_grad():
       fake = self._fake(name, x)
-    # Prior samples and codes through D in one pass, as the JAX step does.
-    real_logits, fake_logits = self._discriminate(
-        name, torch.cat([self._real(name), fake])).chunk(2)
-    loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    loss = (F.softplus(-self._discriminate(name, self._real(name))).mean()
+            + F.softplus(self._discriminate(name, fake)).mean())
     return self._update(name, loss)
 
   def _generator(self, x) -> float:

@@ -343,32 +343,6 @@ def test_labelled_prior_samples_come_from_their_component(name, accuracy, tiny_d
   np.testing.assert_array_equal(samples, again)
 
 
-@pytest.mark.parametrize('name, which, condition', [
-    ('mnist_cluster', 'disc_y', False),  # input noise on the categorical D
-    ('mnist_labeled_mog', 'discriminator', True),  # label-conditioned D
-])
-def test_one_pass_discriminator_matches_separate_calls(name, which, condition,
-                                                       tiny_dataset):
-  """Real and fake codes through D in one pass give each the logits (and input
-  noise) of its own call."""
-  exp = train.build(helpers.config(name), tiny_dataset)
-  aae, params = exp.aae, exp.state.params
-  n = 12
-  dim = aae.num_classes if which == 'disc_y' else aae.encoder.code_dim
-  real, fake = (jax.random.normal(jax.random.PRNGKey(i), (n, dim)) for i in (1, 2))
-  positions = jnp.arange(n) + 5
-  cond = phases.one_hot_condition(jnp.arange(n) % 11 - 1, 10) if condition else None
-  keys = (jax.random.PRNGKey(3), jax.random.PRNGKey(4))
-  got = aae.discriminate_many(params, (real, fake), positions, keys, cond, which)
-  for code, key, logits in zip((real, fake), keys, got):
-    want = aae.discriminate(params, code, positions, key, cond, which)
-    np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-6)
-  # The two halves are not the same call: swapping the keys changes the noise.
-  if which == 'disc_y':
-    swapped = aae.discriminate_many(params, (real, fake), positions, keys[::-1], cond, which)
-    assert not np.allclose(swapped[0], got[0])
-
-
 def test_one_hot_condition_has_an_unlabelled_class():
   out = np.asarray(phases.one_hot_condition(jnp.array([-1, 0, 9, 3]), 10))
   assert out.shape == (4, 11)
