@@ -1,3 +1,4 @@
+# Run at commit e4a8356 (where AAE.discriminate_many existed; reverted in 674ed57 after this A/B).
 """A/B: the discriminator phases with one D pass (current) vs two separate calls."""
 import statistics, sys
 from aae_jax import bench, phases
