@@ -107,7 +107,9 @@ def dense_shapes(params) -> list[tuple[int, int]]:
 def step_shapes_gflops(shapes, batch_size: int, reps: int = 20) -> float:
   """Matmul rate at a step's shapes: for each (k, n) kernel its forward
   (B x k @ k x n), input gradient (B x n @ n x k) and weight gradient
-  (k x B @ B x n), total flops over total time."""
+  (k x B @ B x n), total flops over total time. Each product is its own
+  compiled call, so its ~30 us dispatch is counted: a floor for the narrow
+  layers, whose products take about as long."""
   problems = [p for k, n in shapes
               for p in ((batch_size, k, n), (batch_size, n, k), (k, batch_size, n))]
   flops = sum(2 * m * k * n for m, k, n in problems)
