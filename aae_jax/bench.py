@@ -117,7 +117,7 @@ def step_shapes_gflops(shapes, batch_size: int, reps: int = 20) -> float:
 
 
 def with_sgd(config):
-  """The config with plain SGD (no momentum, no state) in every phase."""
+  """The config with plain SGD (no momentum: no moments to update) in every phase."""
   config = config.copy_and_resolve_references()
   with config.unlocked():
     for opt in config.optim.values():
@@ -231,9 +231,9 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
     result['sgd_examples_per_sec'] = statistics.median(sgd_rates)
     result['sgd_window_examples_per_sec'] = sgd_rates
     result['optimizer_share'] = 1 - rate / result['sgd_examples_per_sec']
-    shapes = dense_shapes(jax_step.exp.state.params)
     result['step_shapes_matmul_gflops'] = step_shapes_gflops(
-        shapes, config.batch_size // jax.device_count())
+        dense_shapes(jax_step.exp.state.params),
+        jax_step.batch_size // jax_step.dp.num_devices)
     result['step_shapes_mfu_ceiling'] = result['step_shapes_matmul_gflops'] / gflops
   if with_epoch:
     steps_per_epoch = len(dataset.train) // config.batch_size
