@@ -8,6 +8,8 @@ import pytest
 
 from aae_jax import bench
 from aae_jax import errors
+from aae_jax import optim
+from aae_jax import train
 from tests import helpers
 
 HAS_TORCH = importlib.util.find_spec('torch') is not None
@@ -44,15 +46,20 @@ def test_breakdown_times_sgd_and_the_step_shapes():
   assert result['step_shapes_mfu_ceiling'] == pytest.approx(
       result['step_shapes_matmul_gflops'] / result['matmul_gflops'])
   assert 'sgd_window_examples_per_sec' not in bench.table(result)
-  # The SGD variant keeps no optimizer state; the config itself is untouched.
+  # The SGD variant keeps no moments (only its schedule's step count); the config
+  # itself is untouched.
   sgd = bench.with_sgd(config)
   assert {o.name for o in sgd.optim.values()} == {'sgd'}
   assert {o.momentum for o in sgd.optim.values()} == {0.0}
+  for name, opt in sgd.optim.items():
+    state = jax.tree.leaves(optim.from_config(opt, 10, name).init({'w': np.zeros(3)}))
+    assert all(leaf.shape == () and leaf.dtype == np.int32 for leaf in state), name
   assert config.optim.recon.name == 'adam'
 
 
 def test_dense_shapes_lists_every_kernel():
-  exp = bench.JaxStep(_config(), bench.synthetic_dataset(_config(), sizes=(600, 100))).exp
+  config = _config()
+  exp = train.build(config, bench.synthetic_dataset(config, sizes=(600, 100)))
   code = 2  # the smoke config's code: (784 -> 32 -> 32 -> code), mirrored, and D
   want = [(784, 32), (32, 32), (32, code), (code, 32), (32, 32), (32, 784),
           (code, 32), (32, 32), (32, 1)]
