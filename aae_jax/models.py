@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import jax.scipy.stats  # pylint: disable=unused-import
 
 from aae_jax import errors
+from aae_jax import precision as precision_lib
 from aae_jax.parallel import AXIS
 
 ENCODER_KINDS = ('deterministic', 'gaussian', 'universal')
@@ -27,6 +28,13 @@ ENCODER_KINDS = ('deterministic', 'gaussian', 'universal')
 def kernel_init(init_std: float):
   """N(0, init_std^2) as in the paper when init_std > 0, else LeCun normal."""
   return nn.initializers.normal(init_std) if init_std > 0 else nn.initializers.lecun_normal()
+
+
+def dense(features: int, init_std: float, name: str, precision: str = 'float32',
+          use_bias: bool = True) -> nn.Dense:
+  """A dense layer whose products follow the precision policy (``precision.py``)."""
+  return nn.Dense(features, kernel_init=kernel_init(init_std), use_bias=use_bias,
+                  dot_general=precision_lib.dot_general(precision), name=name)
 
 
 class MLP(nn.Module):
@@ -40,21 +48,21 @@ class MLP(nn.Module):
   out_dim: int
   init_std: float = 0.0
   batch_norm: bool = False
+  precision: str = 'float32'  # the matmul policy: see aae_jax/precision.py
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     chex.assert_rank(x, 2)
-    init = kernel_init(self.init_std)
     for i, width in enumerate(self.hidden):
-      x = nn.Dense(width, kernel_init=init, use_bias=not self.batch_norm,
-                   name=f'hidden_{i}')(x)
+      x = dense(width, self.init_std, f'hidden_{i}', self.precision,
+                use_bias=not self.batch_norm)(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                          axis_name=AXIS if train else None, name=f'bn_{i}')(x)
       x = nn.relu(x)
     if self.out_dim == 0:  # a trunk: the caller adds its own heads
       return x
-    return nn.Dense(self.out_dim, kernel_init=init, name='out')(x)
+    return dense(self.out_dim, self.init_std, 'out', self.precision)(x)
 
 
 @struct.dataclass
@@ -95,6 +103,7 @@ class Encoder(nn.Module):
   num_classes: int = 0
   batch_norm: bool = False
   init_std: float = 0.0
+  precision: str = 'float32'
 
   def noise_shapes(self, x_dim: int, train: bool) -> dict[str, tuple[int, ...]]:
     """Per-example shapes of the noise arrays ``__call__`` expects."""
@@ -127,15 +136,16 @@ class Encoder(nn.Module):
       chex.assert_shape(noise['eta'], (n, self.noise_dim))
       x = jnp.concatenate([x, noise['eta']], axis=-1)
     out_dim = 2 * self.code_dim if self.kind == 'gaussian' else self.code_dim
-    init = kernel_init(self.init_std)
     y_logits = None
     if self.num_classes:
-      h = MLP(self.hidden, 0, self.init_std, self.batch_norm, name='mlp')(x, train)
-      y_logits = nn.Dense(self.num_classes, kernel_init=init, name='y_head')(h)
+      h = MLP(self.hidden, 0, self.init_std, self.batch_norm, self.precision,
+              name='mlp')(x, train)
+      y_logits = dense(self.num_classes, self.init_std, 'y_head', self.precision)(h)
       chex.assert_shape(y_logits, (n, self.num_classes))
-      h = nn.Dense(out_dim, kernel_init=init, name='z_head')(h)
+      h = dense(out_dim, self.init_std, 'z_head', self.precision)(h)
     else:
-      h = MLP(self.hidden, out_dim, self.init_std, self.batch_norm, name='mlp')(x, train)
+      h = MLP(self.hidden, out_dim, self.init_std, self.batch_norm, self.precision,
+              name='mlp')(x, train)
     if self.kind != 'gaussian':
       chex.assert_shape(h, (n, self.code_dim))
       return Code(z=h, y_logits=y_logits)
@@ -153,10 +163,11 @@ class Decoder(nn.Module):
   out_dim: int
   init_std: float = 0.0
   batch_norm: bool = False
+  precision: str = 'float32'
 
   @nn.compact
   def __call__(self, h, train: bool = False):
-    logits = MLP(self.hidden, self.out_dim, self.init_std, self.batch_norm,
+    logits = MLP(self.hidden, self.out_dim, self.init_std, self.batch_norm, self.precision,
                  name='mlp')(h, train)
     chex.assert_shape(logits, (h.shape[0], self.out_dim))
     return logits
@@ -172,6 +183,7 @@ class Discriminator(nn.Module):
   hidden: Sequence[int]
   input_noise_std: float = 0.0
   init_std: float = 0.0
+  precision: str = 'float32'
 
   @nn.compact
   def __call__(self, z, noise: chex.Array | None = None,
@@ -184,7 +196,7 @@ class Discriminator(nn.Module):
     if condition is not None:
       chex.assert_rank(condition, 2)
       z = jnp.concatenate([z, condition], axis=-1)
-    logits = MLP(self.hidden, 1, self.init_std, name='mlp')(z)[:, 0]
+    logits = MLP(self.hidden, 1, self.init_std, precision=self.precision, name='mlp')(z)[:, 0]
     chex.assert_shape(logits, (z.shape[0],))
     return logits
 
@@ -216,17 +228,18 @@ def from_config(model_config, data_dim: int):
   if m.num_classes < 0:
     raise errors.UserError(f'model.num_classes={m.num_classes} must be 0 (no q(y|x) head) '
                            'or the number of categories.')
+  precision_lib.dot_general(m.precision)  # rejects an unknown policy here, by its field
   encoder = Encoder(kind=m.encoder, hidden=hidden, code_dim=m.code_dim,
                     noise_dim=m.noise_dim, input_noise_std=m.input_noise_std,
                     input_dropout=m.input_dropout, num_classes=m.num_classes,
-                    batch_norm=m.batch_norm, init_std=m.init_std)
+                    batch_norm=m.batch_norm, init_std=m.init_std, precision=m.precision)
   decoder = Decoder(hidden=hidden, out_dim=data_dim, init_std=m.init_std,
-                    batch_norm=m.batch_norm)
+                    batch_norm=m.batch_norm, precision=m.precision)
   discriminator = Discriminator(hidden=disc_hidden,
                                 input_noise_std=m.disc_input_noise_std,
-                                init_std=m.init_std)
+                                init_std=m.init_std, precision=m.precision)
   disc_y = None
   if m.num_classes and m.disc_y:
     disc_y = Discriminator(hidden=disc_hidden, input_noise_std=m.disc_y_input_noise_std,
-                           init_std=m.init_std)
+                           init_std=m.init_std, precision=m.precision)
   return encoder, decoder, discriminator, disc_y

@@ -60,6 +60,9 @@ def get_config():
       input_noise_std=0.0,  # on the encoder's input, training only
       disc_hidden=(1000, 1000), disc_input_noise_std=0.0,
       init_std=0.01,  # N(0, 0.01^2) weights as in the paper; 0 for LeCun normal
+      # Matmul inputs in 'bfloat16' (float32 accumulation, parameters, optimizer
+      # states, losses and metrics), or all 'float32'; see aae_jax/precision.py.
+      precision='float32',
       output_activation='sigmoid',
       batch_norm=False,  # in every encoder / decoder hidden layer (SVHN recipe)
       input_dropout=0.0,  # on the encoder's input, training only
@@ -67,6 +70,12 @@ def get_config():
       num_classes=0,  # > 0: a softmax head q(y|x) with this many categories
       disc_y=True,  # with num_classes: a categorical discriminator on q(y|x)
       disc_y_input_noise_std=0.0,
+      # > 0: that noise keeps its std until step disc_y_noise_anneal_start, then
+      # falls linearly to 0 over disc_y_noise_anneal_steps steps.
+      disc_y_noise_anneal_steps=0, disc_y_noise_anneal_start=0,
+      # The z discriminator also sees stop_gradient(q(y|x)) (real pairs: a prior
+      # sample with the same q), so z must not depend on the category.
+      disc_z_sees_y=False,
       decoder_input='z',  # 'z', 'y_z', 'label_z' or 'heads'
       label_condition=False,  # the z discriminator also sees the label (E2)
       heads_init_std=1.0,  # cluster heads W_c (decoder_input='heads')
