@@ -105,6 +105,11 @@ def one_hot_condition(labels, num_classes: int):
   return jax.nn.one_hot(jnp.where(labels < 0, num_classes, labels), num_classes + 1)
 
 
+def noise_anneal(step, start: int, num_steps: int):
+  """1 until ``start``, then a linear fall to 0 at ``start + num_steps``, then 0."""
+  return jnp.clip(1.0 - (step - start).astype(jnp.float32) / num_steps, 0.0, 1.0)
+
+
 def head_separation_cost(heads, threshold: float):
   """Sum over pairs of cluster heads of max(0, threshold - distance) (paper section 7)."""
   diff = heads[:, None, :] - heads[None, :, :]
@@ -147,6 +152,15 @@ class AAE:
   heads_weight: float = 0.0
   heads_init_std: float = 1.0
   regularizer: str = 'adversarial'
+  # > 0: the categorical discriminator's input noise keeps its std until step
+  # ``disc_y_noise_anneal_start``, then falls linearly to zero over this many
+  # steps (a function of the step alone, so resume stays exact).
+  disc_y_noise_anneal_steps: int = 0
+  disc_y_noise_anneal_start: int = 0
+  # The z discriminator also sees stop_gradient(q(y|x)), and its real pairs are
+  # a prior sample with the same q: it matches q(y, z) to q(y) p(z), so z must
+  # not depend on the category (the paper's p(y) p(z) factorisation).
+  z_sees_y: bool = False
 
   @property
   def num_classes(self) -> int:
@@ -197,14 +211,20 @@ class AAE:
   def decode_logits(self, params, h, train=False, record=None):
     return self._apply('decoder', self.decoder, params, h, train=train, record=record)
 
-  def discriminate(self, params, z, positions, key, condition=None, name='discriminator'):
+  def discriminate(self, params, z, batch, key, condition=None, name='discriminator'):
     module = self.discriminator if name == 'discriminator' else self.disc_y
     noise = None
     if module.input_noise_std > 0:
-      noise = per_example_normal(key, positions, {'d': (z.shape[-1],)})['d']
+      noise = per_example_normal(key, batch['position'], {'d': (z.shape[-1],)})['d']
+      if name == 'disc_y' and self.disc_y_noise_anneal_steps > 0:
+        noise = noise * noise_anneal(batch['step'], self.disc_y_noise_anneal_start,
+                                     self.disc_y_noise_anneal_steps)
     return module.apply({'params': params[name]}, z, noise, condition)
 
-  def _z_condition(self, batch):
+  def _z_condition(self, batch, code: models.Code):
+    """What the z discriminator sees besides z: the label (E2), q(y|x) or nothing."""
+    if self.z_sees_y:
+      return jax.lax.stop_gradient(jax.nn.softmax(code.y_logits))
     if not self.condition_classes:
       return None
     return one_hot_condition(batch['label'], self.condition_classes)
@@ -217,8 +237,11 @@ class AAE:
     z = jnp.zeros((1, self.encoder.code_dim))
     y = jnp.zeros((1, self.num_classes or self.label_classes))
     h = self.decoder_input_from({'heads': jnp.zeros((y.shape[1], z.shape[1]))}, z, y)
-    condition = (jnp.zeros((1, self.condition_classes + 1))
-                 if self.condition_classes else None)
+    condition = None
+    if self.z_sees_y:
+      condition = y
+    elif self.condition_classes:
+      condition = jnp.zeros((1, self.condition_classes + 1))
     variables = {
         'encoder': self.encoder.init(k_enc, x, noise),
         'decoder': self.decoder.init(k_dec, h),
@@ -292,31 +315,31 @@ class AAE:
 
   def discriminator_objective(self, params, batch, key):
     k_enc, k_prior, k_real, k_fake = jax.random.split(key, 4)
-    fake = self.encode(params, batch, k_enc).z
+    code = self.encode(params, batch, k_enc)
     real = self.prior_samples(batch, k_prior)
-    condition = self._z_condition(batch)
-    real_logits = self.discriminate(params, real, batch['position'], k_real, condition)
-    fake_logits = self.discriminate(params, fake, batch['position'], k_fake, condition)
+    condition = self._z_condition(batch, code)
+    real_logits = self.discriminate(params, real, batch, k_real, condition)
+    fake_logits = self.discriminate(params, code.z, batch, k_fake, condition)
     return _discriminator_metrics('disc', real_logits, fake_logits)
 
   def disc_y_objective(self, params, batch, key):
     k_enc, k_prior, k_real, k_fake = jax.random.split(key, 4)
     fake = jax.nn.softmax(self.encode(params, batch, k_enc).y_logits)
     real = per_example_prior(priors.Categorical(self.num_classes), k_prior, batch['position'])
-    real_logits = self.discriminate(params, real, batch['position'], k_real, name='disc_y')
-    fake_logits = self.discriminate(params, fake, batch['position'], k_fake, name='disc_y')
+    real_logits = self.discriminate(params, real, batch, k_real, name='disc_y')
+    fake_logits = self.discriminate(params, fake, batch, k_fake, name='disc_y')
     return _discriminator_metrics('disc_y', real_logits, fake_logits)
 
   def generator_objective(self, params, batch, key):
     """The encoder fools the z discriminator (and the categorical one, if any)."""
     k_enc, k_fake, k_fake_y = jax.random.split(key, 3)
     code = self.encode(params, batch, k_enc)
-    fake_logits = self.discriminate(params, code.z, batch['position'], k_fake,
-                                    self._z_condition(batch))
+    fake_logits = self.discriminate(params, code.z, batch, k_fake,
+                                    self._z_condition(batch, code))
     loss = losses.generator_loss(fake_logits=fake_logits)
     metrics = {'train/gen_loss': loss}
     if self.disc_y is not None:
-      y_logits = self.discriminate(params, jax.nn.softmax(code.y_logits), batch['position'],
+      y_logits = self.discriminate(params, jax.nn.softmax(code.y_logits), batch,
                                    k_fake_y, name='disc_y')
       loss_y = losses.generator_loss(fake_logits=y_logits)
       metrics['train/gen_y_loss'] = loss_y
@@ -358,6 +381,15 @@ def aae_from_config(config, prior, data_dim: int, num_classes: int = 10) -> AAE:
     raise errors.UserError('model.regularizer="vae" is the unsupervised VAE baseline: it '
                            'needs model.encoder="gaussian", model.num_classes=0, '
                            'model.label_condition=False and model.decoder_input="z".')
+  if m.disc_z_sees_y and (m.num_classes <= 0 or m.label_condition):
+    raise errors.UserError('model.disc_z_sees_y=True conditions the z discriminator on '
+                           'q(y|x): it needs model.num_classes > 0 and '
+                           'model.label_condition=False.')
+  if m.disc_y_noise_anneal_steps < 0 or m.disc_y_noise_anneal_start < 0:
+    raise errors.UserError(
+        f'model.disc_y_noise_anneal_steps={m.disc_y_noise_anneal_steps} and '
+        f'model.disc_y_noise_anneal_start={m.disc_y_noise_anneal_start} must be >= 0 '
+        '(anneal_steps 0: constant noise).')
   encoder, decoder, discriminator, disc_y = models.from_config(m, data_dim)
   return AAE(encoder=encoder, decoder=decoder, discriminator=discriminator,
              prior=prior,
@@ -371,7 +403,10 @@ def aae_from_config(config, prior, data_dim: int, num_classes: int = 10) -> AAE:
              heads_threshold=config.loss.head_threshold,
              heads_weight=config.loss.head_weight,
              heads_init_std=m.heads_init_std,
-             regularizer=m.regularizer)
+             regularizer=m.regularizer,
+             disc_y_noise_anneal_steps=m.disc_y_noise_anneal_steps,
+             disc_y_noise_anneal_start=m.disc_y_noise_anneal_start,
+             z_sees_y=m.disc_z_sees_y)
 
 
 def aae_phases(aae: AAE, config, steps_per_epoch: int,

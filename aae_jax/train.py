@@ -159,7 +159,7 @@ def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps
       state, previous = carry
       order = orders(state.step, previous)
       x, y = rows(order[0], state.step, steps_per_epoch)
-      batch = {'x': x, 'label': y, 'position': positions}
+      batch = {'x': x, 'label': y, 'position': positions, 'step': state.step}
       if num_labelled:
         lx, ly = rows(order[1], state.step, labelled_steps, labelled_idx)
         batch['labelled'] = {'x': lx, 'label': ly, 'position': positions + batch_size}

@@ -20,6 +20,13 @@ def get_config(arg: str = '16'):
   c = common.label_aware(common.get_config(), num_classes=int(clusters), style_dim=2,
                          num_labels=0)
   c.model.input_noise_std = 0.3
+  # q(y, z) matched to q(y) p(z): the z discriminator also sees q(y|x), so a
+  # category cannot keep a style of its own (README, clustering).
+  c.model.disc_z_sees_y = True
+  # Once every category is in use (by step ~1000), D_y's input noise falls to
+  # zero over 3 epochs: at a fixed 0.3 it caps how one-hot q(y|x) can get.
+  c.model.disc_y_noise_anneal_start = 1_000
+  c.model.disc_y_noise_anneal_steps = 1_500
   # LeCun-normal init instead of N(0, 0.01): without labels, q(y|x) starts from
   # random but informative logits rather than uniform ones (README, clustering).
   c.model.init_std = 0.0
