@@ -8,21 +8,31 @@ Prints a table, then one JSON line with:
   the median of ``--windows`` timed windows of ``steps_per_dispatch`` steps.
 * ``flops_per_example``: XLA's cost analysis of the compiled one-step program,
   divided by the batch size (``flops_source`` says so).
-* ``matmul_gflops``: fp32 (n x n) @ (n x n) rate measured in the same run.
-* ``mfu``: step FLOP rate over the matmul rate.
+* ``precision``: the config's ``model.precision`` (``aae_jax/precision.py``).
+* ``jax_matmul_gflops_<p>``: the (n x n) @ (n x n) rate in each precision, as
+  the step computes products (bf16: bf16 inputs, fp32 result), measured in the
+  same run; with ``--torch`` also ``torch_matmul_gflops_<p>`` (PyTorch's own
+  product); ``peak_gflops_<p>`` the best of them: the machine's measured limit.
+* ``matmul_gflops``: that peak for the step's precision; ``mfu``: step FLOP
+  rate over it; ``mfu_vs_best_peak``: over the best peak of any precision.
 * ``epoch_seconds``: one epoch through the real loop (``train.train_and_evaluate``
   on data of the config's shape: batches drawn on device, logging, one eval with
   figures and one checkpoint per ``eval_every`` steps, amortised), in steady
   state: timed after the first eval, so compilation is left out.
 * ``loop_overhead``: epoch time over pure step time, minus 1.
-* with ``--torch``: ``torch_examples_per_sec`` (the same phases in PyTorch eager,
-  timed in alternation with JAX) and ``speedup_vs_torch``.
+* with ``--torch``: ``torch_<mode>_examples_per_sec`` for each of
+  ``--torch_modes`` (the same phases in PyTorch: eager, eager under bf16
+  autocast, and each with ``torch.compile``; timed in alternation with JAX),
+  ``torch_fastest_mode`` and ``speedup_vs_torch`` against the fastest.
+* with ``--vs_float32`` on a bfloat16 config: ``float32_examples_per_sec`` (the
+  same step in float32, in alternation), ``speedup_vs_float32``, ``float32_mfu``.
 * with ``--breakdown``, where the step's time goes:
   ``sgd_examples_per_sec`` (the same step with plain SGD in every phase, timed
   in alternation) and ``optimizer_share`` (the share of the step's time the
   optimizers' state updates take beyond that); ``step_shapes_matmul_gflops``,
-  the matmul rate at the step's own shapes (every dense layer's forward, input
-  gradient and weight gradient at the batch size) and ``step_shapes_mfu_ceiling``,
+  the matmul rate at the step's own shapes in its precision (every dense
+  layer's forward, input gradient and weight gradient at the batch size; each
+  kind also alone, ``step_<kind>_gflops``) and ``step_shapes_mfu_ceiling``,
   that rate over ``matmul_gflops``: the MFU of a step that did nothing but its
   matmuls.
 """
@@ -44,12 +54,17 @@ from ml_collections import config_flags
 
 from aae_jax import data as data_lib
 from aae_jax import parallel
+from aae_jax import precision as precision_lib
 from aae_jax import train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.DEFINE_integer('windows', 7, 'Timed windows per implementation.')
-flags.DEFINE_bool('torch', False, 'Also time the PyTorch eager reference (pip install -e .[bench]).')
+flags.DEFINE_bool('torch', False, 'Also time the PyTorch reference (pip install -e .[bench]).')
+flags.DEFINE_list('torch_modes', ['eager', 'eager_bf16', 'compile', 'compile_bf16'],
+                  'PyTorch modes timed with --torch (aae_jax/torch_reference.py, MODES).')
+flags.DEFINE_bool('vs_float32', False, 'With a bfloat16 config, also time the same step in '
+                  'float32, in alternation (speedup_vs_float32).')
 flags.DEFINE_bool('epoch', True, 'Also time an epoch through the real training loop.')
 flags.DEFINE_integer('matmul_size', 2048, 'Side of the square matrices for the matmul rate.')
 flags.DEFINE_bool('breakdown', False, 'Also time the step with plain SGD and the matmuls '
@@ -78,11 +93,37 @@ def synthetic_dataset(config, seed: int = 0, sizes: tuple[int, int] | None = Non
                           valid=split(num_valid), test=split(num_test), num_classes=10)
 
 
-def matmul_seconds(m: int, k: int, n: int, reps: int = 10) -> float:
-  """Median time of an fp32 (m x k) @ (k x n) product."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
-  b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32)
-  f = jax.jit(jnp.dot)
+_FLOAT32_PRODUCTS = {
+    'forward': lambda x, w: x @ w,
+    'input_grad': lambda g, w: g @ w.T,
+    'weight_grad': lambda x, g: x.T @ g,
+}
+_BF16_PRODUCTS = {
+    'forward': precision_lib.forward,
+    'input_grad': precision_lib.input_grad,
+    'weight_grad': precision_lib.weight_grad,
+}
+
+
+def _operands(kind: str, m: int, k: int, n: int, dtype):
+  """Random operands of a product of ``kind`` with output (m, n)... as the step has
+  them: forward x (m, k) w (k, n); input_grad g (m, k) w (n, k); weight_grad
+  x (k, m) g (k, n) (the batch k is contracted)."""
+  shapes = {'forward': ((m, k), (k, n)), 'input_grad': ((m, k), (n, k)),
+            'weight_grad': ((k, m), (k, n))}[kind]
+  return tuple(jax.random.normal(jax.random.PRNGKey(i), s, jnp.float32).astype(dtype)
+               for i, s in enumerate(shapes))
+
+
+def matmul_seconds(m: int, k: int, n: int, reps: int = 10, precision: str = 'float32',
+                   kind: str = 'forward') -> float:
+  """Median time of an (m x k) @ (k x n) product, as the step's ``precision``
+  computes it: fp32, or bf16 inputs with an fp32 result (``precision.py``);
+  ``kind`` says which of a dense layer's three products it is."""
+  products = _BF16_PRODUCTS if precision == 'bfloat16' else _FLOAT32_PRODUCTS
+  dtype = jnp.bfloat16 if precision == 'bfloat16' else jnp.float32
+  a, b = _operands(kind, m, k, n, dtype)
+  f = jax.jit(products[kind])
   f(a, b).block_until_ready()
   times = []
   for _ in range(reps):
@@ -92,9 +133,9 @@ def matmul_seconds(m: int, k: int, n: int, reps: int = 10) -> float:
   return statistics.median(times)
 
 
-def matmul_gflops(n: int, reps: int = 10) -> float:
-  """Median fp32 GFLOP/s of an n x n x n matrix product."""
-  return 2 * n**3 / matmul_seconds(n, n, n, reps) / 1e9
+def matmul_gflops(n: int, reps: int = 10, precision: str = 'float32') -> float:
+  """Median GFLOP/s of an n x n x n matrix product in ``precision``."""
+  return 2 * n**3 / matmul_seconds(n, n, n, reps, precision) / 1e9
 
 
 def dense_shapes(params) -> list[tuple[int, int]]:
@@ -104,16 +145,28 @@ def dense_shapes(params) -> list[tuple[int, int]]:
           if getattr(path[-1], 'key', None) == 'kernel' and leaf.ndim == 2]
 
 
-def step_shapes_gflops(shapes, batch_size: int, reps: int = 20) -> float:
-  """Matmul rate at a step's shapes: for each (k, n) kernel its forward
-  (B x k @ k x n), input gradient (B x n @ n x k) and weight gradient
-  (k x B @ B x n), total flops over total time. Each product is its own
-  compiled call, so its ~30 us dispatch is counted: a floor for the narrow
-  layers, whose products take about as long."""
-  problems = [p for k, n in shapes
-              for p in ((batch_size, k, n), (batch_size, n, k), (k, batch_size, n))]
-  flops = sum(2 * m * k * n for m, k, n in problems)
-  return flops / sum(matmul_seconds(*p, reps=reps) for p in problems) / 1e9
+PRODUCT_KINDS = ('forward', 'input_grad', 'weight_grad')
+
+
+def step_products_gflops(shapes, batch_size: int, reps: int = 20,
+                         precision: str = 'float32') -> dict[str, float]:
+  """Matmul rate at a step's shapes, per kind of product and in all: for each
+  (k, n) kernel its forward (B x k @ k x n), input gradient (B x n @ n x k) and
+  weight gradient (k x B @ B x n, contracting the batch), each over every
+  kernel: total flops over total time. Each product is its own compiled call,
+  so its ~30 us dispatch is counted: a floor for the narrow layers, whose
+  products take about as long."""
+  problems = {'forward': [(batch_size, k, n) for k, n in shapes],
+              'input_grad': [(batch_size, n, k) for k, n in shapes],
+              'weight_grad': [(k, batch_size, n) for k, n in shapes]}
+  flops, seconds, out = 0, 0.0, {}
+  for kind, dims in problems.items():
+    f = sum(2 * m * k * n for m, k, n in dims)
+    t = sum(matmul_seconds(*d, reps=reps, precision=precision, kind=kind) for d in dims)
+    out[kind] = f / t / 1e9
+    flops, seconds = flops + f, seconds + t
+  out['all'] = flops / seconds / 1e9
+  return out
 
 
 def with_sgd(config):
@@ -191,27 +244,51 @@ def epoch_seconds(config, dataset) -> float:
   return out['run/loop_seconds'] / out['run/loop_steps'] * steps_per_epoch
 
 
+def with_precision(config, policy: str):
+  """The config with ``model.precision`` set to ``policy``."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.model.precision = policy
+  return config
+
+
 def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size: int,
-        sizes: tuple[int, int] | None = None, breakdown: bool = False) -> dict:
+        sizes: tuple[int, int] | None = None, breakdown: bool = False,
+        torch_modes: tuple[str, ...] = ('eager',), vs_float32: bool = False) -> dict:
   dataset = synthetic_dataset(config, sizes=sizes)
   # The loop first, in a process that has not run PyTorch yet: its idle
   # OpenMP threads were seen to slow XLA's CPU threads afterwards.
   loop_epoch = epoch_seconds(config.copy_and_resolve_references(), dataset) if with_epoch else None
   jax_step = JaxStep(config, dataset)
-  torch_step = None
+  # Every implementation timed, by name; the windows alternate between them, so
+  # drifts in machine load hit all alike.
+  others = {}
   if with_torch:
     from aae_jax import torch_reference  # pylint: disable=g-import-not-at-top
-    torch_step = torch_reference.TorchStep(config, dataset, window=jax_step.window)
-    torch_step.time_window()  # warm-up
-  sgd_step = JaxStep(with_sgd(config), dataset) if breakdown else None
-  jax_rates, torch_rates, sgd_rates = [], [], []
-  for _ in range(windows):  # alternate, so drifts in machine load hit all alike
+    for mode in torch_modes:
+      others[f'torch_{mode}'] = torch_reference.TorchStep(config, dataset,
+                                                          window=jax_step.window, mode=mode)
+      others[f'torch_{mode}'].time_window()  # warm-up (and compilation)
+  if breakdown:
+    others['sgd'] = JaxStep(with_sgd(config), dataset)
+  compare_fp32 = vs_float32 and config.model.precision != 'float32'
+  if compare_fp32:
+    others['float32'] = JaxStep(with_precision(config, 'float32'), dataset)
+  jax_rates, rates = [], {name: [] for name in others}
+  for _ in range(windows):
     jax_rates.append(jax_step.time_window())
-    if torch_step is not None:
-      torch_rates.append(torch_step.time_window())
-    if sgd_step is not None:
-      sgd_rates.append(sgd_step.time_window())
-  gflops = matmul_gflops(matmul_size)
+    for name, step in others.items():
+      rates[name].append(step.time_window())
+  policy = config.model.precision
+  # The machine's peak per precision: the best square product measured, by XLA
+  # and (with --torch) by PyTorch's oneDNN.
+  jax_peaks = {p: matmul_gflops(matmul_size, precision=p) for p in precision_lib.PRECISIONS}
+  torch_peaks = {}
+  if with_torch:
+    torch_peaks = {p: torch_reference.matmul_gflops(matmul_size, p)
+                   for p in precision_lib.PRECISIONS}
+  peaks = {p: max(jax_peaks[p], torch_peaks.get(p, 0.0)) for p in jax_peaks}
+  gflops = peaks[policy]
   flops = jax_step.flops_per_example()
   rate = statistics.median(jax_rates)
   result = {
@@ -221,19 +298,32 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
       'examples_per_sec': rate, 'steps_per_sec': rate / config.batch_size,
       'window_examples_per_sec': jax_rates,
       'flops_per_example': flops, 'flops_source': 'xla_cost_analysis',
+      'precision': policy,
+      **{f'jax_matmul_gflops_{p}': v for p, v in jax_peaks.items()},
+      **{f'torch_matmul_gflops_{p}': v for p, v in torch_peaks.items()},
+      **{f'peak_gflops_{p}': v for p, v in peaks.items()},
       'matmul_gflops': gflops, 'mfu': rate * flops / (gflops * 1e9),
+      'mfu_vs_best_peak': rate * flops / (max(peaks.values()) * 1e9),
   }
-  if torch_step is not None:
-    result['torch_examples_per_sec'] = statistics.median(torch_rates)
-    result['torch_window_examples_per_sec'] = torch_rates
+  for name, values in rates.items():
+    result[f'{name}_examples_per_sec'] = statistics.median(values)
+    result[f'{name}_window_examples_per_sec'] = values
+  if with_torch:
+    fastest = max(torch_modes, key=lambda m: result[f'torch_{m}_examples_per_sec'])
+    result['torch_fastest_mode'] = fastest
+    result['torch_examples_per_sec'] = result[f'torch_{fastest}_examples_per_sec']
     result['speedup_vs_torch'] = rate / result['torch_examples_per_sec']
+  if compare_fp32:
+    result['speedup_vs_float32'] = rate / result['float32_examples_per_sec']
+    result['float32_mfu'] = (result['float32_examples_per_sec'] * flops
+                             / (peaks['float32'] * 1e9))
   if breakdown:
-    result['sgd_examples_per_sec'] = statistics.median(sgd_rates)
-    result['sgd_window_examples_per_sec'] = sgd_rates
     result['optimizer_share'] = 1 - rate / result['sgd_examples_per_sec']
-    result['step_shapes_matmul_gflops'] = step_shapes_gflops(
-        dense_shapes(jax_step.exp.state.params),
-        jax_step.batch_size // jax_step.dp.num_devices)
+    products = step_products_gflops(dense_shapes(jax_step.exp.state.params),
+                                    jax_step.batch_size // jax_step.dp.num_devices,
+                                    precision=policy)
+    result['step_shapes_matmul_gflops'] = products.pop('all')
+    result.update({f'step_{kind}_gflops': v for kind, v in products.items()})
     result['step_shapes_mfu_ceiling'] = result['step_shapes_matmul_gflops'] / gflops
   if with_epoch:
     steps_per_epoch = len(dataset.train) // config.batch_size
@@ -255,7 +345,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   result = run(FLAGS.config, windows=FLAGS.windows, with_torch=FLAGS.torch,
                with_epoch=FLAGS.epoch, matmul_size=FLAGS.matmul_size,
-               breakdown=FLAGS.breakdown)
+               breakdown=FLAGS.breakdown, torch_modes=tuple(FLAGS.torch_modes),
+               vs_float32=FLAGS.vs_float32)
   result = {'config': config_flags.get_config_filename(FLAGS['config']), **result}
   print(table(result))
   print(json.dumps(result))

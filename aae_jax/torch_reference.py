@@ -22,6 +22,7 @@ of a step.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -104,16 +105,26 @@ def check_supported(config) -> None:
         f'conditioning; this config has {", ".join(bad)}.')
 
 
+# How a PyTorch user would run the step: eager in float32, eager under bfloat16
+# autocast (matmuls in bf16, parameters and optimizer states in fp32, as the JAX
+# bf16 policy), and each of them with every phase's loss under torch.compile.
+MODES = ('eager', 'eager_bf16', 'compile', 'compile_bf16')
+
+
 class TorchStep:
   """Times ``window`` steps of the config's AAE (see the module docstring).
 
   Attributes:
     phases: the phase names in the order ``step`` runs them; ``opt`` has one
       optimizer per phase.
+    mode: one of ``MODES``.
   """
 
-  def __init__(self, config, dataset, window: int):
+  def __init__(self, config, dataset, window: int, mode: str = 'eager'):
     check_supported(config)
+    if mode not in MODES:
+      raise ValueError(f'mode={mode!r}: choose one of {", ".join(MODES)}')
+    self.mode = mode
     m = config.model
     torch.manual_seed(config.seed)
     self.x = torch.from_numpy(dataset.train.images.reshape(len(dataset.train), -1))
@@ -157,6 +168,12 @@ class TorchStep:
     self.input_noise = m.input_noise_std
     self.prior_std, self.code_dim = config.prior.std, m.code_dim
     self.batch_size, self.window = config.batch_size, window
+    self._losses = {'recon': self._loss_fn(self._recon_loss),
+                    'gen': self._loss_fn(self._generator_loss),
+                    'supervised': self._loss_fn(self._supervised_loss)}
+    for name in self.adversaries:
+      self._losses[name] = self._loss_fn(
+          lambda x, name=name: self._adversary_loss(name, x))
 
   # --- pieces ---------------------------------------------------------------
 
@@ -195,7 +212,16 @@ class TorchStep:
 
   # --- phases ---------------------------------------------------------------
 
-  def _recon(self, x) -> float:
+  def _autocast(self):
+    if self.mode.endswith('_bf16'):
+      return torch.autocast('cpu', dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+  def _loss_fn(self, fn):
+    """``fn`` as this mode runs it: compiled once per phase, or as it is."""
+    return torch.compile(fn) if self.mode.startswith('compile') else fn
+
+  def _recon_loss(self, x):
     z, y_logits = self._encode(x)
     h = torch.cat([F.softmax(y_logits, -1), z], -1) if self.y_z else z
     logits = self.dec(h)
@@ -204,37 +230,47 @@ class TorchStep:
     else:
       pred = torch.sigmoid(logits) if self.sigmoid else logits
       recon = (pred - x).pow(2).sum(1).mean()
-    return self._update('recon', recon)
+    return recon
 
-  def _adversary(self, name, x) -> float:
+  def _adversary_loss(self, name, x):
     with torch.no_grad():
       fake = self._fake(name, x)
-    loss = (F.softplus(-self._discriminate(name, self._real(name))).mean()
+    return (F.softplus(-self._discriminate(name, self._real(name))).mean()
             + F.softplus(self._discriminate(name, fake)).mean())
-    return self._update(name, loss)
 
-  def _generator(self, x) -> float:
-    for net, _ in self.adversaries.values():
-      net.requires_grad_(False)
+  def _generator_loss(self, x):
     z, y_logits = self._encode(x)
     loss = F.softplus(-self._discriminate('disc', z)).mean()
     if 'disc_y' in self.adversaries:
       loss = loss + F.softplus(-self._discriminate('disc_y', F.softmax(y_logits, -1))).mean()
-    out = self._update('gen', loss)
+    return loss
+
+  def _supervised_loss(self, x, labels):
+    _, y_logits = self._encode(x)
+    return F.cross_entropy(y_logits, labels)
+
+  def _run(self, name, *args) -> float:
+    with self._autocast():
+      loss = self._losses[name](*args)
+    return self._update(name, loss.float())
+
+  def _generator(self, x) -> float:
+    for net, _ in self.adversaries.values():
+      net.requires_grad_(False)
+    out = self._run('gen', x)
     for net, _ in self.adversaries.values():
       net.requires_grad_(True)
     return out
 
   def _supervised(self) -> float:
     rows = torch.randint(len(self.labelled_x), (self.batch_size,))
-    _, y_logits = self._encode(self.labelled_x[rows])
-    return self._update('supervised', F.cross_entropy(y_logits, self.labelled_y[rows]))
+    return self._run('supervised', self.labelled_x[rows], self.labelled_y[rows])
 
   def step(self) -> tuple[float, ...]:
     """One step: every phase in ``phases`` order; returns their losses (recon first)."""
     x = self.x[torch.randint(len(self.x), (self.batch_size,))]
-    out = [self._recon(x)]
-    out += [self._adversary(name, x) for name in self.adversaries]
+    out = [self._run('recon', x)]
+    out += [self._run(name, x) for name in self.adversaries]
     out.append(self._generator(x))
     if self.labelled_x is not None:
       out.append(self._supervised())
@@ -265,3 +301,17 @@ def losses_decrease(config, dataset, steps: int = 20) -> bool:
   for _ in range(steps):
     last = ref.step()[0]
   return bool(np.isfinite(last) and last < first)
+
+
+def matmul_gflops(n: int, precision: str = 'float32', reps: int = 10) -> float:
+  """Median GFLOP/s of PyTorch's n x n x n product in ``precision`` (bf16 inputs
+  and output, as oneDNN runs them): the other half of the machine's measured peak."""
+  dtype = torch.bfloat16 if precision == 'bfloat16' else torch.float32
+  a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+  a @ b  # pylint: disable=pointless-statement
+  times = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    a @ b  # pylint: disable=pointless-statement
+    times.append(time.perf_counter() - t)
+  return 2 * n**3 / sorted(times)[len(times) // 2] / 1e9

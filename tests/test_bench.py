@@ -3,6 +3,7 @@
 import importlib.util
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -24,8 +25,12 @@ def test_bench_reports_every_field():
   result = bench.run(_config(), windows=2, with_torch=HAS_TORCH, with_epoch=True,
                      matmul_size=256, sizes=(600, 100))
   for key in ('examples_per_sec', 'flops_per_example', 'matmul_gflops', 'mfu',
-              'epoch_seconds', 'loop_overhead'):
+              'epoch_seconds', 'loop_overhead', 'jax_matmul_gflops_float32',
+              'jax_matmul_gflops_bfloat16', 'mfu_vs_best_peak'):
     assert result[key] > 0 or key == 'loop_overhead', key
+  assert result['precision'] == 'float32'
+  assert result['matmul_gflops'] == result['peak_gflops_float32'] >= result[
+      'jax_matmul_gflops_float32']
   assert result['flops_source'] == 'xla_cost_analysis'
   # An MLP step costs at least its matmuls: 2 flops per multiply-add, forward only.
   assert result['flops_per_example'] > 2 * (784 * 32 + 32 * 32 + 32 * 2) * 2
@@ -45,6 +50,10 @@ def test_breakdown_times_sgd_and_the_step_shapes():
       1 - result['examples_per_sec'] / result['sgd_examples_per_sec'])
   assert result['step_shapes_mfu_ceiling'] == pytest.approx(
       result['step_shapes_matmul_gflops'] / result['matmul_gflops'])
+  kinds = [result[f'step_{kind}_gflops'] for kind in bench.PRODUCT_KINDS]
+  assert all(k > 0 for k in kinds)
+  # The total rate lies between the slowest and the fastest kind of product.
+  assert min(kinds) <= result['step_shapes_matmul_gflops'] <= max(kinds)
   assert 'sgd_window_examples_per_sec' not in bench.table(result)
   # The SGD variant keeps no moments (only its schedule's step count); the config
   # itself is untouched.
@@ -55,6 +64,35 @@ def test_breakdown_times_sgd_and_the_step_shapes():
     state = jax.tree.leaves(optim.from_config(opt, 10, name).init({'w': np.zeros(3)}))
     assert all(leaf.shape == () and leaf.dtype == np.int32 for leaf in state), name
   assert config.optim.recon.name == 'adam'
+
+
+def test_bench_times_bfloat16_against_float32_in_alternation():
+  config = _config()
+  config.model.precision = 'bfloat16'
+  result = bench.run(config, windows=2, with_torch=False, with_epoch=False,
+                     matmul_size=256, sizes=(600, 100), vs_float32=True)
+  assert result['precision'] == 'bfloat16'
+  assert result['matmul_gflops'] == result['peak_gflops_bfloat16']
+  assert len(result['float32_window_examples_per_sec']) == 2
+  assert result['speedup_vs_float32'] == pytest.approx(
+      result['examples_per_sec'] / result['float32_examples_per_sec'])
+  assert result['float32_mfu'] > 0
+
+
+@pytest.mark.parametrize('kind', bench.PRODUCT_KINDS)
+def test_timed_products_compute_what_the_step_does(kind):
+  # The benchmark times each kind of product on operands of the step's layout.
+  m, k, n = 6, 4, 5
+  for policy, tol in (('float32', 1e-5), ('bfloat16', 5e-2)):
+    dtype = jnp.bfloat16 if policy == 'bfloat16' else jnp.float32
+    a, b = bench._operands(kind, m, k, n, dtype)  # pylint: disable=protected-access
+    products = bench._BF16_PRODUCTS if policy == 'bfloat16' else bench._FLOAT32_PRODUCTS  # pylint: disable=protected-access
+    out = products[kind](a, b)
+    assert out.shape == (m, n) and out.dtype == jnp.float32
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    want = {'forward': lambda: a @ b, 'input_grad': lambda: a @ b.T,
+            'weight_grad': lambda: a.T @ b}[kind]()
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
 
 
 def test_dense_shapes_lists_every_kernel():
