@@ -37,6 +37,7 @@ RUN_FILES = ('metrics.jsonl', 'config.json', 'command.txt')
 DEFAULT_HARDWARE = '2-core CPU'
 UNITS = {'percent': (100.0, 2, 'pp'), 'nats': (1.0, 1, 'nats')}  # scale, decimals, gap unit
 NOT_RUN, EMPTY = 'not run', '–'
+NO_PAPER = EMPTY  # a row the paper has no number for (a baseline, another rule)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Row:
   name: str
   config: str  # e.g. 'mnist_semisup.py:100', as parse_experiment gives it
   metric: str
-  paper: str  # as the paper states it, e.g. '1.90 ± 0.10'
+  paper: str  # as the paper states it, e.g. '1.90 ± 0.10'; NO_PAPER where it has none
   unit: str  # a key of UNITS; 'percent' metrics are fractions
   higher_is_better: bool
   select: Select | None
@@ -73,8 +74,20 @@ ROWS = (
         '0.85 ± 0.02', 'percent', False, _BY_VALID_ERROR),
     Row('E6', 'MNIST, 16 clusters', 'mnist_cluster.py:16', 'eval/test_error',
         '9.55 ± 2.05', 'percent', False, None),
+    Row('E6', 'MNIST, 16 clusters, majority vote', 'mnist_cluster.py:16',
+        'eval/test_error_majority', NO_PAPER, 'percent', False, None),
+    Row('E6', 'baseline: k-means on pixels, K = 16', 'mnist_kmeans.py:16', 'eval/test_error',
+        NO_PAPER, 'percent', False, None),
+    Row('E6', 'baseline: k-means on pixels, K = 16, majority vote', 'mnist_kmeans.py:16',
+        'eval/test_error_majority', NO_PAPER, 'percent', False, None),
     Row('E6', 'MNIST, 30 clusters', 'mnist_cluster.py:30', 'eval/test_error',
         '4.10 ± 1.13', 'percent', False, None),
+    Row('E6', 'MNIST, 30 clusters, majority vote', 'mnist_cluster.py:30',
+        'eval/test_error_majority', NO_PAPER, 'percent', False, None),
+    Row('E6', 'baseline: k-means on pixels, K = 30', 'mnist_kmeans.py:30', 'eval/test_error',
+        NO_PAPER, 'percent', False, None),
+    Row('E6', 'baseline: k-means on pixels, K = 30, majority vote', 'mnist_kmeans.py:30',
+        'eval/test_error_majority', NO_PAPER, 'percent', False, None),
     Row('E7', '2-D, 1000 labels', 'mnist_dimred.py:1000', 'eval/test_error',
         '3.90', 'percent', False, _BY_VALID_ERROR),
     Row('E7', '2-D, unsupervised (20 heads)', 'mnist_dimred.py:unsup', 'eval/test_error',
@@ -128,7 +141,7 @@ class RowResult:
   def gap(self) -> float | None:
     """Our mean minus the paper's number, in displayed units (percentage points for
     'percent' rows)."""
-    if not self.runs:
+    if not self.runs or self.row.paper == NO_PAPER:
       return None
     return self.mean * UNITS[self.row.unit][0] - paper_number(self.row.paper)
 
@@ -381,7 +394,8 @@ def table_row(result: RowResult, relative_to) -> tuple[str, ...]:
   if not runs:
     return fixed + (EMPTY,) * (len(HEADER) - len(fixed))
   hardware = ', '.join(sorted({r.run.hardware for r in runs}))
-  return fixed + (format_gap(result.gap, row.unit), format_seeds(runs), format_epochs(runs),
+  gap = EMPTY if result.gap is None else format_gap(result.gap, row.unit)
+  return fixed + (gap, format_seeds(runs), format_epochs(runs),
                   format_minutes(runs), hardware, format_links(runs, relative_to))
 
 

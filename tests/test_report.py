@@ -247,3 +247,18 @@ def test_the_repository_results():
   assert result.mean == pytest.approx(np.mean(values), rel=1e-12)
   if len(values) > 1:
     assert result.std == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+
+
+def test_a_row_without_a_paper_number_shows_no_gap(tmp_path):
+  records = [{'step': 0, 'eval/test_error': 0.38, 'eval/test_error_majority': 0.35}]
+  for seed in (0, 1):
+    write_run(tmp_path / f'km{seed}', seed=seed, records=records,
+              command=f'python -m aae_jax.kmeans --config=configs/mnist_kmeans.py:16 '
+                      f'--config.seed={seed} --workdir=x')
+  results = {(r.row.config, r.row.metric): r for r in report.summarize(report.collect(tmp_path))}
+  paper_rule = results[('mnist_kmeans.py:16', 'eval/test_error')]
+  majority = results[('mnist_kmeans.py:16', 'eval/test_error_majority')]
+  assert paper_rule.mean == pytest.approx(0.38) and majority.mean == pytest.approx(0.35)
+  assert paper_rule.gap is None
+  cells = report.table_row(paper_rule, tmp_path)
+  assert cells[5] == report.NO_PAPER and cells[6] == '38.00 ± 0.00' and cells[7] == '–'
