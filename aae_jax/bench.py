@@ -63,13 +63,15 @@ flags.DEFINE_integer('windows', 7, 'Timed windows per implementation.')
 flags.DEFINE_bool('torch', False, 'Also time the PyTorch reference (pip install -e .[bench]).')
 flags.DEFINE_list('torch_modes', ['eager', 'eager_bf16', 'compile', 'compile_bf16'],
                   'PyTorch modes timed with --torch (aae_jax/torch_reference.py, MODES).')
+flags.DEFINE_string('weight_grad_variants', '', 'BATCH,K,N: only time the ways to compute '
+                    'a bf16 weight gradient (WEIGHT_GRAD_VARIANTS) at that shape and exit.')
 flags.DEFINE_bool('vs_float32', False, 'With a bfloat16 config, also time the same step in '
                   'float32, in alternation (speedup_vs_float32).')
 flags.DEFINE_bool('epoch', True, 'Also time an epoch through the real training loop.')
 flags.DEFINE_integer('matmul_size', 2048, 'Side of the square matrices for the matmul rate.')
 flags.DEFINE_bool('breakdown', False, 'Also time the step with plain SGD and the matmuls '
                   'at the step\'s shapes (optimizer_share, step_shapes_mfu_ceiling).')
-flags.mark_flag_as_required('config')
+
 
 _SHAPES = {'mnist': (28, 28, 1), 'fashion_mnist': (28, 28, 1), 'svhn_cropped': (32, 32, 3)}
 _SIZES = {'mnist': (60_000, 10_000), 'fashion_mnist': (60_000, 10_000),
@@ -167,6 +169,43 @@ def step_products_gflops(shapes, batch_size: int, reps: int = 20,
     flops, seconds = flops + f, seconds + t
   out['all'] = flops / seconds / 1e9
   return out
+
+
+def _timed(f, *args, reps: int = 20) -> float:
+  f = jax.jit(f)
+  f(*args).block_until_ready()
+  times = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    f(*args).block_until_ready()
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
+def _pad_rows(a, multiple: int):
+  return jnp.pad(a, ((0, -a.shape[0] % multiple), (0, 0)))
+
+
+# Ways to compute a dense layer's bf16 weight gradient x^T g (x: B x K, g: B x N),
+# all with bf16 inputs and an fp32 result; precision.weight_grad is 'contract_batch'.
+WEIGHT_GRAD_VARIANTS = {
+    'contract_batch': precision_lib.weight_grad,
+    'transpose_first': lambda x, g: precision_lib.forward(x.T, g),
+    'transposed_result': lambda x, g: precision_lib.forward(g.T, x).T,
+    'pad_batch_32': lambda x, g: precision_lib.weight_grad(_pad_rows(x, 32), _pad_rows(g, 32)),
+    'pad_batch_64': lambda x, g: precision_lib.weight_grad(_pad_rows(x, 64), _pad_rows(g, 64)),
+    'float32': lambda x, g: x.astype(jnp.float32).T @ g.astype(jnp.float32),
+}
+
+
+def weight_grad_variants(batch: int, k: int, n: int, reps: int = 20) -> dict[str, float]:
+  """GFLOP/s of each of ``WEIGHT_GRAD_VARIANTS`` for a (k x n) kernel at ``batch``,
+  timed in turn (round-robin, median of ``reps`` per variant)."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (batch, k)).astype(jnp.bfloat16)
+  g = jax.random.normal(jax.random.PRNGKey(1), (batch, n)).astype(jnp.bfloat16)
+  flops = 2 * batch * k * n
+  return {name: flops / _timed(f, x, g, reps=reps) / 1e9
+          for name, f in WEIGHT_GRAD_VARIANTS.items()}
 
 
 def with_sgd(config):
@@ -342,7 +381,15 @@ def table(result: dict) -> str:
 
 def main(argv):
   del argv
+  if not FLAGS.weight_grad_variants and FLAGS.config is None:
+    raise app.UsageError('--config is required.')
   logging.set_verbosity(logging.WARNING)
+  if FLAGS.weight_grad_variants:
+    batch, k, n = (int(v) for v in FLAGS.weight_grad_variants.split(','))
+    rates = weight_grad_variants(batch, k, n)
+    print(table(rates))
+    print(json.dumps({'weight_grad_shape': [batch, k, n], 'gflops': rates}))
+    return
   result = run(FLAGS.config, windows=FLAGS.windows, with_torch=FLAGS.torch,
                with_epoch=FLAGS.epoch, matmul_size=FLAGS.matmul_size,
                breakdown=FLAGS.breakdown, torch_modes=tuple(FLAGS.torch_modes),

@@ -168,3 +168,15 @@ def test_bench_times_the_semisup_step_with_its_labelled_phase(tiny_dataset):
   assert 'train/ce_loss' in metrics and np.all(np.isfinite(metrics['train/ce_loss']))
   assert helpers.changed(before, jax.device_get(step.dp.unreplicate(state)).ema)['encoder']
   assert step.flops_per_example() > 0
+
+
+def test_weight_grad_variants_all_compute_x_transpose_g():
+  x = jax.random.normal(jax.random.PRNGKey(0), (10, 6)).astype(jnp.bfloat16)
+  g = jax.random.normal(jax.random.PRNGKey(1), (10, 4)).astype(jnp.bfloat16)
+  want = np.asarray(x, np.float32).T @ np.asarray(g, np.float32)
+  for name, f in bench.WEIGHT_GRAD_VARIANTS.items():
+    out = f(x, g)
+    assert out.shape == (6, 4) and out.dtype == jnp.float32, name
+    np.testing.assert_allclose(out, want, rtol=1e-2, atol=1e-2, err_msg=name)
+  rates = bench.weight_grad_variants(10, 6, 4, reps=2)
+  assert set(rates) == set(bench.WEIGHT_GRAD_VARIANTS) and min(rates.values()) > 0
