@@ -180,3 +180,19 @@ def test_weight_grad_variants_all_compute_x_transpose_g():
     np.testing.assert_allclose(out, want, rtol=1e-2, atol=1e-2, err_msg=name)
   rates = bench.weight_grad_variants(10, 6, 4, reps=2)
   assert set(rates) == set(bench.WEIGHT_GRAD_VARIANTS) and min(rates.values()) > 0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason='the bench extra (torch) is not installed')
+def test_torch_reference_modes(tiny_dataset):
+  from aae_jax import torch_reference
+  config = _semisup_config()
+  with pytest.raises(ValueError, match='mode'):
+    torch_reference.TorchStep(config, tiny_dataset, window=1, mode='jit')
+  # bf16 autocast changes the products (the losses differ from fp32's) but trains.
+  eager = torch_reference.TorchStep(config, tiny_dataset, window=1).step()
+  ref = torch_reference.TorchStep(config, tiny_dataset, window=1, mode='eager_bf16')
+  first = ref.step()
+  assert first != eager and np.allclose(first, eager, rtol=0.05)
+  for _ in range(20):
+    last = ref.step()
+  assert all(np.isfinite(last)) and last[0] < first[0]
