@@ -29,10 +29,15 @@ from aae_jax import evaluate
 from aae_jax import metrics as metrics_lib
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'configs/mnist_kmeans.py[:arg]',
-                                lock_config=True)
-flags.DEFINE_string('workdir', None, 'Where metrics.jsonl and config.json go.')
-flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def define_flags() -> None:
+  """The command line's flags; defined only when run as a program, so that
+  importing this module beside another absl program (aae_jax.bench) is safe."""
+  config_flags.DEFINE_config_file('config', None, 'configs/mnist_kmeans.py[:arg]',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Where metrics.jsonl and config.json go.')
+  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def membership(centres: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -91,4 +96,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
