@@ -8,8 +8,9 @@ tuple of phases; adding a phase or a loss term happens here, in one place.
 
 Objectives have the signature ``objective(params, batch, key) -> (loss, metrics)``
 where ``params`` maps module names to parameters, ``batch`` holds this device's
-``x`` (n, D), ``label`` (n,) and ``position`` (n,) (each example's place in the
-global batch, which keys its noise), and ``key`` is the phase's PRNG key.
+``x`` (n, D), ``label`` (n,), ``position`` (n,) (each example's place in the
+global batch, which keys its noise) and ``step`` (the step number, for
+schedules such as the annealed D_y noise), and ``key`` is the phase's PRNG key.
 """
 
 from __future__ import annotations
