@@ -107,10 +107,22 @@ _BF16_PRODUCTS = {
 }
 
 
+def _timed(f, *args, reps: int = 20) -> float:
+  """Median seconds of the compiled ``f(*args)`` over ``reps`` calls, after one warm-up."""
+  f = jax.jit(f)
+  f(*args).block_until_ready()
+  times = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    f(*args).block_until_ready()
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
 def _operands(kind: str, m: int, k: int, n: int, dtype):
-  """Random operands of a product of ``kind`` with output (m, n)... as the step has
-  them: forward x (m, k) w (k, n); input_grad g (m, k) w (n, k); weight_grad
-  x (k, m) g (k, n) (the batch k is contracted)."""
+  """Random operands of a product of ``kind`` with an (m, n) result, laid out as
+  the step has them: forward x (m, k) w (k, n); input_grad g (m, k) w (n, k);
+  weight_grad x (k, m) g (k, n) (the batch k is contracted)."""
   shapes = {'forward': ((m, k), (k, n)), 'input_grad': ((m, k), (n, k)),
             'weight_grad': ((k, m), (k, n))}[kind]
   return tuple(jax.random.normal(jax.random.PRNGKey(i), s, jnp.float32).astype(dtype)
@@ -124,15 +136,7 @@ def matmul_seconds(m: int, k: int, n: int, reps: int = 10, precision: str = 'flo
   ``kind`` says which of a dense layer's three products it is."""
   products = _BF16_PRODUCTS if precision == 'bfloat16' else _FLOAT32_PRODUCTS
   dtype = jnp.bfloat16 if precision == 'bfloat16' else jnp.float32
-  a, b = _operands(kind, m, k, n, dtype)
-  f = jax.jit(products[kind])
-  f(a, b).block_until_ready()
-  times = []
-  for _ in range(reps):
-    t = time.perf_counter()
-    f(a, b).block_until_ready()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
+  return _timed(products[kind], *_operands(kind, m, k, n, dtype), reps=reps)
 
 
 def matmul_gflops(n: int, reps: int = 10, precision: str = 'float32') -> float:
@@ -169,17 +173,6 @@ def step_products_gflops(shapes, batch_size: int, reps: int = 20,
     flops, seconds = flops + f, seconds + t
   out['all'] = flops / seconds / 1e9
   return out
-
-
-def _timed(f, *args, reps: int = 20) -> float:
-  f = jax.jit(f)
-  f(*args).block_until_ready()
-  times = []
-  for _ in range(reps):
-    t = time.perf_counter()
-    f(*args).block_until_ready()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
 
 
 def _pad_rows(a, multiple: int):
