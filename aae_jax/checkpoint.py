@@ -66,9 +66,6 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(keep), create=True))
 
-  def latest_step(self) -> int | None:
-    return self.manager.latest_step()
-
   def save(self, step: int, state) -> None:
     """Saves ``state`` (copied first: the train step donates its buffers)."""
     state = jax.tree.map(lambda x: x.copy(), state)

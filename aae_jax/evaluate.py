@@ -4,29 +4,17 @@ samples, their Frechet distance to the test set, anomaly AUROC and denoising PSN
 
 from __future__ import annotations
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aae_jax import phases as phases_lib
+from aae_jax import batching
+from aae_jax import distributed
+from aae_jax import fid as fid_lib
+from aae_jax import model as model_lib
+from aae_jax import parzen
 from aae_jax import priors
-
-
-def batched(fn, arrays: tuple, batch_size: int):
-  """Maps ``fn`` over row batches of ``arrays`` with ``lax.map``, padding the tail.
-
-  Keeps memory bounded on large splits; returns ``fn``'s outputs for all rows.
-  """
-  n = arrays[0].shape[0]
-  num_batches = -(-n // batch_size)
-  pad = num_batches * batch_size - n
-
-  def split(a):
-    a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
-    return a.reshape((num_batches, batch_size) + a.shape[1:])
-
-  out = jax.lax.map(fn, tuple(split(a) for a in arrays))
-  return jax.tree.map(lambda y: y.reshape((-1,) + y.shape[2:])[:n], out)
 
 
 def cluster_labels_paper(valid_probs: np.ndarray, valid_labels: np.ndarray) -> np.ndarray:
@@ -104,7 +92,7 @@ def component_of(prior, z) -> np.ndarray:
 class Evaluator:
   """Jitted, batched evaluation of one AAE on held-out splits."""
 
-  def __init__(self, aae: phases_lib.AAE, batch_size: int = 1000, seed: int = 0,
+  def __init__(self, aae: model_lib.AAE, batch_size: int = 1000, seed: int = 0,
                supervised: bool = False, options=None, anomaly_class: int = -1,
                fid_features=None):
     """
@@ -129,12 +117,13 @@ class Evaluator:
     self._reconstruct = jax.jit(self._reconstruct_impl)
     self._fid_reference = None  # (statistics of the test features, reference FID)
 
-  def _encode_and_score_impl(self, params, x, labels, key):
+  def _encode_and_score_impl(self, variables, x, labels, key):
     def rows(chunk):
       xs, ys, positions = chunk
       batch = {'x': xs, 'label': ys, 'position': positions}
-      code = self.aae.encode(params, batch, key, train=False)
-      logits = self.aae.decode_logits(params, self.aae.decoder_in(params, code, batch))
+      code = self.aae.encode(variables, batch, key, train=False)
+      logits = self.aae.decode_logits(
+          variables, self.aae.decoder_in(variables['params'], code, ys))
       out = {'z': code.z, 'loss': self.aae.reconstruction(logits, xs),
              # Per-image mean squared error of the reconstruction (denoising's reference).
              'mse': jnp.mean(jnp.square(self.aae.output(logits) - xs), axis=-1)}
@@ -142,56 +131,58 @@ class Evaluator:
         out['y_probs'] = jax.nn.softmax(code.y_logits)
       return out
 
-    out = batched(rows, (x, labels, jnp.arange(x.shape[0])), self.batch_size)
+    out = batching.batched(rows, (x, labels, jnp.arange(x.shape[0])), self.batch_size)
     out['log_p'] = self.aae.prior.log_prob(out['z'])
     # What figures show as the code: q(y|x) W_c + z with cluster heads, else z.
-    out['shown'] = (self.aae.decoder_input_from(params, out['z'], out['y_probs'])
-                    if self.aae.decoder_input == 'heads' else out['z'])
+    out['shown'] = self.aae.decoder_input.shown(variables['params'], out['z'],
+                                                out.get('y_probs'))
     return out
 
-  def _decode_impl(self, params, h):
-    return self.aae.output(self.aae.decode_logits(params, h))
+  def _decode_impl(self, variables, h):
+    return self.aae.output(self.aae.decode_logits(variables, h))
 
-  def _reconstruct_impl(self, params, x, labels):
+  def _reconstruct_impl(self, variables, x, labels):
     def rows(chunk):
       xs, ys = chunk
       batch = {'x': xs, 'label': ys, 'position': jnp.zeros_like(ys)}
-      code = self.aae.encode(params, batch, self.key, train=False)
-      return self.aae.output(self.aae.decode_logits(params,
-                                                    self.aae.decoder_in(params, code, batch)))
+      code = self.aae.encode(variables, batch, self.key, train=False)
+      return self.aae.output(self.aae.decode_logits(
+          variables, self.aae.decoder_in(variables['params'], code, ys)))
 
-    return batched(rows, (x, labels), self.batch_size)
+    return batching.batched(rows, (x, labels), self.batch_size)
 
-  def reconstruct(self, params, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  def reconstruct(self, variables, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Reconstructions (deterministic encoder pass) of images, in their shape."""
     x = jnp.asarray(images.reshape(len(images), -1))
-    return np.asarray(self._reconstruct(params, x, jnp.asarray(labels))).reshape(images.shape)
+    return np.asarray(self._reconstruct(variables, x, jnp.asarray(labels))).reshape(
+        images.shape)
 
-  def sample_images(self, params, n: int, shape: tuple[int, ...]) -> np.ndarray:
+  def sample_images(self, variables, n: int, shape: tuple[int, ...]) -> np.ndarray:
     """n decoded prior samples; a decoder that also reads a class gets a uniform one."""
     k_z, k_y = jax.random.split(jax.random.fold_in(self.key, 2))
     z = self.aae.prior.sample(k_z, n)
     y = None
-    if self.aae.decoder_input != 'z':
-      classes = self.aae.num_classes or self.aae.label_classes
+    classes = self.aae.decoder_input.num_classes
+    if classes:
       y = jax.nn.one_hot(jax.random.randint(k_y, (n,), 0, classes), classes)
-    return self.decode(params, z, y).reshape((n,) + tuple(shape))
+    return self.decode(variables, z, y).reshape((n,) + tuple(shape))
 
-  def codes(self, params, split) -> dict[str, np.ndarray]:
+  def codes(self, variables, split) -> dict[str, np.ndarray]:
     """Per-example ``z``, ``loss``, ``mse``, ``log_p``, ``shown`` and ``y_probs`` of a split."""
     x = jnp.asarray(split.images.reshape(len(split), -1))
-    out = self._encode_and_score(params, x, jnp.asarray(split.labels), self.key)
+    out = self._encode_and_score(variables, x, jnp.asarray(split.labels), self.key)
     return {k: np.asarray(v) for k, v in out.items()}
 
-  def decode(self, params, z, y=None) -> np.ndarray:
+  def decode(self, variables, z, y=None) -> np.ndarray:
     """Decodes codes z (N, dim) with class vectors y (N, C) where the decoder reads them."""
     z = jnp.asarray(z)
-    h = z if y is None else self.aae.decoder_input_from(params, z, jnp.asarray(y))
-    return np.asarray(self._decode(params, h))
+    h = z if y is None else self.aae.decoder_input.combine(variables['params'], z,
+                                                             jnp.asarray(y))
+    return np.asarray(self._decode(variables, h))
 
-  def split_metrics(self, params, name: str, split):
+  def split_metrics(self, variables, name: str, split):
     """``eval/<name>_*`` metrics and the per-example outputs they came from."""
-    out = self.codes(params, split)
+    out = self.codes(variables, split)
     z = out['z']
     mean = z.astype(np.float64).mean(axis=0)
     cov = np.cov(z.astype(np.float64), rowvar=False).reshape(z.shape[1], z.shape[1])
@@ -214,13 +205,13 @@ class Evaluator:
       metrics[f'eval/{name}_clusters_used'] = len(np.unique(probs.argmax(axis=1)))
       if self.supervised:
         metrics[f'eval/{name}_error'] = np.mean(probs.argmax(axis=1) != split.labels)
-    if self.aae.condition_classes and self.aae.prior.num_components:
+    if self.aae.z_condition.by_component:
       # Share of codes whose most likely prior component is their own class (E2).
       metrics[f'eval/{name}_component_accuracy'] = np.mean(
           component_of(self.aae.prior, z) == split.labels)
     return metrics, out
 
-  def denoise_metrics(self, params, split, out: dict) -> dict:
+  def denoise_metrics(self, variables, split, out: dict) -> dict:
     """PSNR (dB) against the clean test images of the reconstructions of noisy ones,
     next to the noisy input's own PSNR, for Gaussian and salt-and-pepper noise; and
     that of the clean images' reconstructions, from their outputs ``out`` (``codes``)."""
@@ -230,7 +221,7 @@ class Evaluator:
     for kind, amount in (('gaussian', o.noise_std), ('salt_pepper', o.salt_pepper)):
       noisy = corrupt(clean, kind, amount, self.seed)
       metrics[f'eval/denoise_psnr_{kind}'] = psnr(
-          clean, self.reconstruct(params, noisy, split.labels)).mean()
+          clean, self.reconstruct(variables, noisy, split.labels)).mean()
       metrics[f'eval/noisy_psnr_{kind}'] = psnr(clean, noisy).mean()
     return metrics
 
@@ -243,14 +234,11 @@ class Evaluator:
       metrics[f'eval/anomaly_auroc_{name}'] = auroc(score[anomalous], score[~anomalous])
     return metrics
 
-  def generative_metrics(self, params, dataset) -> dict:
+  def generative_metrics(self, variables, dataset) -> dict:
     """Parzen log-likelihood and FID of ``options.num_samples`` decoded prior samples."""
-    # Imported here: both modules use this one's ``batched``.
-    from aae_jax import fid as fid_lib  # pylint: disable=g-import-not-at-top
-    from aae_jax import parzen  # pylint: disable=g-import-not-at-top
     o = self.options
     shape = dataset.image_shape
-    samples = self.sample_images(params, o.num_samples, shape)
+    samples = self.sample_images(variables, o.num_samples, shape)
     metrics = {}
     if o.parzen:
       flat = lambda a: a.reshape(len(a), -1)
@@ -272,7 +260,7 @@ class Evaluator:
       metrics['eval/fid_train_images'] = reference
     return metrics
 
-  def evaluate(self, params, dataset) -> tuple[dict, dict]:
+  def evaluate(self, variables, dataset) -> tuple[dict, dict]:
     """Metrics of the validation and test splits, and the test split's outputs.
 
     An unsupervised q(y|x) (clustering) is scored on test with cluster labels
@@ -281,8 +269,8 @@ class Evaluator:
     generative measures (Parzen, FID), denoising PSNR (data in [0, 1] only) and,
     with ``anomaly_class``, the anomaly AUROCs.
     """
-    valid, valid_out = self.split_metrics(params, 'valid', dataset.valid)
-    test, test_out = self.split_metrics(params, 'test', dataset.test)
+    valid, valid_out = self.split_metrics(variables, 'valid', dataset.valid)
+    test, test_out = self.split_metrics(variables, 'test', dataset.test)
     metrics = {**valid, **test}
     if 'y_probs' in test_out and not self.supervised:
       v_probs, v_labels = valid_out['y_probs'], dataset.valid.labels
@@ -297,7 +285,24 @@ class Evaluator:
     o = self.options
     if o is not None:
       if o.denoise and dataset.pixel_mean is None:
-        metrics.update(self.denoise_metrics(params, dataset.test, test_out))
+        metrics.update(self.denoise_metrics(variables, dataset.test, test_out))
       if o.parzen or o.fid:
-        metrics.update(self.generative_metrics(params, dataset))
+        metrics.update(self.generative_metrics(variables, dataset))
     return metrics, test_out
+
+
+def from_config(config, aae: model_lib.AAE, dataset, supervised: bool) -> Evaluator:
+  """The run's evaluator; with ``evaluation.fid`` it first loads (or trains once
+  and caches) the feature classifier of the Frechet distance."""
+  options = config.evaluation
+  features = None
+  if options.fid:
+    extractor = distributed.main_first(lambda: fid_lib.load_or_train(
+        dataset, fid_lib.cache_root(options.fid_cache_dir), epochs=options.fid_epochs),
+                                       'fid_classifier')
+    logging.info('FID features: classifier %s (test accuracy %.4f).', extractor.path,
+                 extractor.test_accuracy)
+    features = extractor.features
+  return Evaluator(aae, batch_size=config.eval_batch_size, seed=config.seed,
+                   supervised=supervised, options=options,
+                   anomaly_class=config.data.exclude_class, fid_features=features)

@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 from aae_jax import errors
-from aae_jax import evaluate
+from aae_jax import batching
 from aae_jax import files
 
 CACHE_ENV = 'AAE_CACHE_DIR'
@@ -99,18 +99,13 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
   return float(max(value, 0.0))  # >= 0 exactly; only rounding can push it below
 
 
-def fid(features_a, features_b) -> float:
-  """The Fréchet distance between two feature sets (N, D) and (M, D)."""
-  return frechet_distance(*statistics(features_a), *statistics(features_b))
-
-
 # ----------------------------------------------------------------------------
 # Training.
 
 
 def _batched_apply(model: Classifier, params, x, batch_size: int):
-  """``model.apply`` over row batches (``evaluate.batched``): (logits, features)."""
-  return evaluate.batched(lambda rows: model.apply(params, rows[0]), (x,), batch_size)
+  """``model.apply`` over row batches (``batching.batched``): (logits, features)."""
+  return batching.batched(lambda rows: model.apply(params, rows[0]), (x,), batch_size)
 
 
 def _flat(images) -> jnp.ndarray:
@@ -249,7 +244,8 @@ class Extractor:
 
   def fid(self, images_a, images_b) -> float:
     """The FID between two image sets."""
-    return fid(self.features(images_a), self.features(images_b))
+    return frechet_distance(*statistics(self.features(images_a)),
+                            *statistics(self.features(images_b)))
 
 
 def load_or_train(dataset, cache_dir: str | os.PathLike, *, seed: int = 0,

@@ -7,7 +7,7 @@ the validation split by the paper's rule and by majority vote
 (``evaluate.cluster_labels_paper`` / ``cluster_labels_majority``, with
 membership -||x - c_i||^2 where the AAE has q(y_i|x)) and writes the test errors
 to ``metrics.jsonl`` and the config to ``config.json`` in the workdir, as a
-training run does, so that ``aae_jax.report`` reads both alike.
+training run does, so that ``tools.report`` reads both alike.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """The command line's flags; defined only when run as a program, so that
-  importing this module beside another absl program (aae_jax.bench) is safe."""
+  importing this module beside another absl program (bench.bench) is safe."""
   config_flags.DEFINE_config_file('config', None, 'configs/mnist_kmeans.py[:arg]',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'Where metrics.jsonl and config.json go.')

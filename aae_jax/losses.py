@@ -47,7 +47,15 @@ def categorical_cross_entropy(*, logits: chex.Array, labels: chex.Array) -> chex
 def gaussian_kl(*, mean: chex.Array, log_var: chex.Array, prior_std: float = 1.0) -> chex.Array:
   """Per-example KL(N(mean, exp(log_var)) || N(0, prior_std^2 I)): (N,)."""
   chex.assert_equal_shape([mean, log_var])
-  prior_var = prior_std ** 2
-  kl = 0.5 * (jnp.exp(log_var) / prior_var + jnp.square(mean) / prior_var
-              - 1.0 - log_var + jnp.log(prior_var))
-  return jnp.sum(kl, axis=-1)
+  var_ratio = jnp.exp(log_var) / prior_std**2
+  return 0.5 * jnp.sum(var_ratio + jnp.square(mean) / prior_std**2 - 1.0
+                       - jnp.log(var_ratio), axis=-1)
+
+
+def head_separation_cost(*, heads: chex.Array, threshold: float) -> chex.Array:
+  """Sum over pairs of cluster heads (K, d) of max(0, threshold - distance) (paper section 7)."""
+  chex.assert_rank(heads, 2)
+  diff = heads[:, None, :] - heads[None, :, :]
+  dist = jnp.sqrt(jnp.sum(diff**2, axis=-1) + 1e-12)
+  pairs = 1.0 - jnp.eye(heads.shape[0])
+  return 0.5 * jnp.sum(pairs * jax.nn.relu(threshold - dist))

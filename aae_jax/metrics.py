@@ -56,11 +56,6 @@ class MetricWriter:
                    'metrics.dropped.jsonl.', step, len(dropped))
 
 
-def read(workdir: str | os.PathLike) -> list[dict]:
-  path = pathlib.Path(workdir) / 'metrics.jsonl'
-  return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-
-
 def _duration(seconds: float) -> str:
   seconds = int(round(seconds))
   h, rem = divmod(seconds, 3600)

@@ -2,9 +2,9 @@
 
 The modules hold no randomness of their own: every stochastic input (input
 noise, reparameterisation noise, the universal approximator's eta, the
-discriminator's input noise) is an explicit array argument. The train step
-draws it per example (see ``train.per_example``), so that a run gives the same
-numbers on one device or many.
+discriminator's input noise) is an explicit array argument. The objectives
+draw it per example (``noise.py``), so that a run gives the same numbers on one
+device or many.
 """
 
 from __future__ import annotations
@@ -20,9 +20,18 @@ import jax.scipy.stats  # pylint: disable=unused-import
 
 from aae_jax import errors
 from aae_jax import precision as precision_lib
-from aae_jax.parallel import AXIS
 
 ENCODER_KINDS = ('deterministic', 'gaussian', 'universal')
+# model.output_activation -> how decoder logits map to data space.
+OUTPUT_ACTIVATIONS = {'sigmoid': jax.nn.sigmoid, 'linear': lambda logits: logits}
+
+
+def output_fn(output_activation: str):
+  """Decoder logits -> data space, by ``model.output_activation``."""
+  if output_activation not in OUTPUT_ACTIVATIONS:
+    raise errors.UserError(f'model.output_activation={output_activation!r}: choose one of '
+                           f'{", ".join(OUTPUT_ACTIVATIONS)}.')
+  return OUTPUT_ACTIVATIONS[output_activation]
 
 
 def kernel_init(init_std: float):
@@ -41,14 +50,16 @@ class MLP(nn.Module):
   """ReLU hidden layers (batch-normalised before the ReLU if asked), then a linear layer.
 
   With ``batch_norm``, ``train=True`` normalises by the statistics of the global
-  batch (averaged over ``AXIS`` when called inside the data-parallel step) and
-  updates the ``batch_stats`` collection; ``train=False`` uses the running averages.
+  batch (averaged over ``axis_name`` when called inside the data-parallel step)
+  and updates the ``batch_stats`` collection; ``train=False`` uses the running
+  averages.
   """
   hidden: Sequence[int]
   out_dim: int
   init_std: float = 0.0
   batch_norm: bool = False
   precision: str = 'float32'  # the matmul policy: see aae_jax/precision.py
+  axis_name: str | None = None  # the data-parallel axis, for batch norm's statistics
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -58,7 +69,7 @@ class MLP(nn.Module):
                 use_bias=not self.batch_norm)(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                         axis_name=AXIS if train else None, name=f'bn_{i}')(x)
+                         axis_name=self.axis_name if train else None, name=f'bn_{i}')(x)
       x = nn.relu(x)
     if self.out_dim == 0:  # a trunk: the caller adds its own heads
       return x
@@ -104,6 +115,7 @@ class Encoder(nn.Module):
   batch_norm: bool = False
   init_std: float = 0.0
   precision: str = 'float32'
+  axis_name: str | None = None  # see MLP
 
   def noise_shapes(self, x_dim: int, train: bool) -> dict[str, tuple[int, ...]]:
     """Per-example shapes of the noise arrays ``__call__`` expects."""
@@ -139,13 +151,13 @@ class Encoder(nn.Module):
     y_logits = None
     if self.num_classes:
       h = MLP(self.hidden, 0, self.init_std, self.batch_norm, self.precision,
-              name='mlp')(x, train)
+              self.axis_name, name='mlp')(x, train)
       y_logits = dense(self.num_classes, self.init_std, 'y_head', self.precision)(h)
       chex.assert_shape(y_logits, (n, self.num_classes))
       h = dense(out_dim, self.init_std, 'z_head', self.precision)(h)
     else:
       h = MLP(self.hidden, out_dim, self.init_std, self.batch_norm, self.precision,
-              name='mlp')(x, train)
+              self.axis_name, name='mlp')(x, train)
     if self.kind != 'gaussian':
       chex.assert_shape(h, (n, self.code_dim))
       return Code(z=h, y_logits=y_logits)
@@ -164,11 +176,12 @@ class Decoder(nn.Module):
   init_std: float = 0.0
   batch_norm: bool = False
   precision: str = 'float32'
+  axis_name: str | None = None  # see MLP
 
   @nn.compact
   def __call__(self, h, train: bool = False):
     logits = MLP(self.hidden, self.out_dim, self.init_std, self.batch_norm, self.precision,
-                 name='mlp')(h, train)
+                 self.axis_name, name='mlp')(h, train)
     chex.assert_shape(logits, (h.shape[0], self.out_dim))
     return logits
 
@@ -209,11 +222,12 @@ def _widths(value, field: str) -> tuple[int, ...]:
   return tuple(value)
 
 
-def from_config(model_config, data_dim: int):
+def from_config(model_config, data_dim: int, axis_name: str | None = None):
   """The (encoder, decoder, discriminator, disc_y) modules ``config.model`` describes.
 
   ``disc_y`` (the categorical discriminator on q(y|x)) is None unless
-  ``model.num_classes`` > 0 and ``model.disc_y`` is True.
+  ``model.num_classes`` > 0 and ``model.disc_y`` is True. ``axis_name``: the
+  data-parallel axis batch norm averages over in training mode.
   """
   m = model_config
   hidden = _widths(m.hidden, 'model.hidden')
@@ -232,9 +246,10 @@ def from_config(model_config, data_dim: int):
   encoder = Encoder(kind=m.encoder, hidden=hidden, code_dim=m.code_dim,
                     noise_dim=m.noise_dim, input_noise_std=m.input_noise_std,
                     input_dropout=m.input_dropout, num_classes=m.num_classes,
-                    batch_norm=m.batch_norm, init_std=m.init_std, precision=m.precision)
+                    batch_norm=m.batch_norm, init_std=m.init_std, precision=m.precision,
+                    axis_name=axis_name)
   decoder = Decoder(hidden=hidden, out_dim=data_dim, init_std=m.init_std,
-                    batch_norm=m.batch_norm, precision=m.precision)
+                    batch_norm=m.batch_norm, precision=m.precision, axis_name=axis_name)
   discriminator = Discriminator(hidden=disc_hidden,
                                 input_noise_std=m.disc_input_noise_std,
                                 init_std=m.init_std, precision=m.precision)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aae_jax import errors
-from aae_jax import evaluate
+from aae_jax import batching
 
 DEFAULT_SIGMAS = np.logspace(-1, 0, 10)
 
@@ -95,7 +95,7 @@ def _log_likelihoods(samples: jax.Array, x: jax.Array, sigmas: jax.Array, x_batc
     acc, _ = jax.lax.scan(step, init, (chunks, chunks_sq, real))
     return acc
 
-  log_sum = evaluate.batched(rows, (x,), x_batch)
+  log_sum = batching.batched(rows, (x,), x_batch)
   log_norm = jnp.log(float(m)) + 0.5 * d * jnp.log(2.0 * jnp.pi * jnp.square(sigmas))
   return log_sum - log_norm
 

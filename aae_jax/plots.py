@@ -1,13 +1,15 @@
-"""Figures written as PNG: latent scatters and image grids."""
+"""Figures written as PNG: latent scatters, image grids and an experiment's figures."""
 
 from __future__ import annotations
 
 import os
+import pathlib
 
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
 import numpy as np
 
 
@@ -77,3 +79,76 @@ def percentile_grid(prior_samples: np.ndarray, n: int) -> np.ndarray:
   grid_y = np.percentile(prior_samples[:, 1], q)[::-1]
   rest = np.median(prior_samples[:, 2:], axis=0)
   return np.array([[x, y, *rest] for y in grid_y for x in grid_x], np.float32)
+
+
+# ----------------------------------------------------------------------------
+# An experiment's figures.
+
+
+def write_figures(evaluator, variables, dataset, test_out: dict, directory: pathlib.Path,
+                  step: int) -> None:
+  """The figures of an experiment, from the test outputs the evaluation computed.
+
+  ``evaluator`` is the run's ``evaluate.Evaluator`` (it decodes). Always: test
+  codes by label (next to prior samples; with cluster heads, the 2-D
+  representation q(y|x) W_c + z and the heads) and reconstructions. A decoder
+  reading z alone adds the decoded prior-percentile grid and prior samples; one
+  that also reads a class adds ``style.png`` (rows: one style z each, columns:
+  classes); an unsupervised q(y|x) adds ``clusters.png`` (each row: the
+  cluster's head, decoded with style zero, then its most confident test members).
+  """
+  directory.mkdir(parents=True, exist_ok=True)
+  aae = evaluator.aae
+  decoder_input = aae.decoder_input
+  samples = np.asarray(aae.prior.sample(jax.random.PRNGKey(step), 20_000))
+  images = dataset.to_pixels
+  labels = dataset.test.labels
+  marks = decoder_input.marks(variables['params'])
+  if marks is not None:
+    latent_scatter(test_out['shown'], labels, directory / 'latent_test.png',
+                   f'test codes q(y|x) W_c + z at step {step}', marks=np.asarray(marks))
+  else:
+    latent_scatter(test_out['z'], labels, directory / 'latent_test.png',
+                   f'test codes at step {step}', prior_samples=samples[:len(labels)])
+  num_classes = decoder_input.num_classes
+  if not num_classes:
+    n = 20
+    grid = evaluator.decode(variables, percentile_grid(samples, n))
+    image_grid(images(grid), n, directory / 'prior_grid.png',
+               'decoded grid of prior percentiles')
+    image_grid(images(evaluator.decode(variables, samples[:100])), 10,
+               directory / 'samples.png', 'decoded prior samples')
+  else:
+    styles = np.repeat(samples[:10], num_classes, axis=0)
+    y = np.tile(np.eye(num_classes, dtype=np.float32), (10, 1))
+    image_grid(images(evaluator.decode(variables, styles, y)), 10, directory / 'style.png',
+               'rows: one style z from the prior; columns: classes')
+  if 'cluster_labels' in test_out:
+    _cluster_figure(evaluator, variables, test_out, dataset, directory / 'clusters.png')
+  originals = dataset.test.images[:50]
+  y = decoder_input.class_vector(test_out.get('y_probs'), labels)
+  recon = evaluator.decode(variables, test_out['z'][:50], None if y is None else y[:50])
+  pairs = np.stack([images(originals), images(recon)], axis=1)
+  image_grid(pairs.reshape((-1,) + pairs.shape[2:]), 10, directory / 'reconstructions.png',
+             'test images (odd columns) and reconstructions')
+
+
+def _cluster_figure(evaluator, variables, test_out, dataset, path, members: int = 15):
+  images = dataset.to_pixels
+  probs = test_out['y_probs']
+  k = probs.shape[1]
+  zeros = np.zeros((k, evaluator.aae.encoder.code_dim), np.float32)
+  heads = images(evaluator.decode(variables, zeros, np.eye(k, dtype=np.float32)))
+  assigned = probs.argmax(axis=1)
+  rows = []
+  for i in range(k):
+    mine = np.flatnonzero(assigned == i)
+    mine = mine[np.argsort(-probs[mine, i])][:members]
+    row = np.ones((members + 1,) + heads.shape[1:], np.float32)
+    row[0] = heads[i]
+    row[1:1 + len(mine)] = images(dataset.test.images[mine])
+    rows.append(row)
+  image_grid(np.concatenate(rows), k, path,
+             'cluster heads (style 0, first column) and their most confident '
+             'test members; cluster labels: ' +
+             ' '.join(str(int(c)) for c in test_out['cluster_labels']))

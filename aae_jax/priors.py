@@ -204,26 +204,56 @@ class Categorical:
     return jnp.where(is_one_hot, -math.log(self.dim), -jnp.inf)
 
 
+# prior name -> (its class, the fields a config sets); every other field of the
+# class keeps its default.
 _REGISTRY = {
-    'gaussian': lambda c: Gaussian(dim=c.dim, std=c.std),
-    'uniform': lambda c: Uniform(dim=c.dim, low=c.low, high=c.high),
-    'mog': lambda c: MixtureOfGaussians(
-        num_components=c.num_components, radius=c.radius,
-        radial_std=c.radial_std, tangential_std=c.tangential_std),
-    'swiss_roll': lambda c: SwissRoll(
-        num_components=c.num_components, scale=c.scale, noise_std=c.noise_std),
-    'categorical': lambda c: Categorical(dim=c.dim),
+    'gaussian': (Gaussian, ('dim', 'std')),
+    'uniform': (Uniform, ('dim', 'low', 'high')),
+    'mog': (MixtureOfGaussians, ('num_components', 'radius', 'radial_std', 'tangential_std')),
+    'swiss_roll': (SwissRoll, ('num_components', 'scale', 'noise_std')),
+    'categorical': (Categorical, ('dim',)),
 }
 NAMES = tuple(_REGISTRY)
 
 
-def from_config(prior_config) -> Prior:
-  """Builds the prior that ``config.prior`` names."""
-  name = prior_config.name
+def _known(name: str):
   if name not in _REGISTRY:
     raise errors.UserError(f'prior.name={name!r} is not a prior; choose one of '
-                     f'{", ".join(NAMES)}.')
-  return _REGISTRY[name](prior_config)
+                           f'{", ".join(NAMES)}.')
+  return _REGISTRY[name]
+
+
+def default_config(name: str, **fields) -> dict:
+  """``config.prior`` for prior ``name``: its name and its fields, at their defaults
+  unless given. A field the prior does not have is an error."""
+  cls, names = _known(name)
+  unknown = sorted(set(fields) - set(names))
+  if unknown:
+    raise ValueError(f'prior {name!r} has no field {", ".join(unknown)}; '
+                     f'its fields: {", ".join(names)}.')
+  defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name in names}
+  return {'name': name, **defaults, **fields}
+
+
+def from_config(prior_config) -> Prior:
+  """Builds the prior that ``config.prior`` names, from exactly that prior's fields.
+
+  A field of another prior (``--config.prior.radius=9`` on the Gaussian), or a
+  missing one, is a user error: nothing is silently ignored.
+  """
+  cls, names = _known(prior_config.name)
+  given = set(prior_config.keys()) - {'name'}
+  if given != set(names):
+    extra, missing = sorted(given - set(names)), sorted(set(names) - given)
+    problem = '; '.join(
+        ([f'it has no field {", ".join(extra)}'] if extra else []) +
+        ([f'{", ".join(missing)} missing'] if missing else []))
+    raise errors.UserError(
+        f'config.prior does not fit prior.name={prior_config.name!r} ({problem}): its '
+        f'fields are {", ".join(names)}. Build it with configs.common.prior('
+        f'{prior_config.name!r}, ...) in the config file rather than changing prior.name '
+        'alone.')
+  return cls(**{n: prior_config[n] for n in names})
 
 
 def moments(prior: Prior, key: chex.PRNGKey, n: int = 200_000):

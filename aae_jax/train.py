@@ -23,8 +23,8 @@ from aae_jax import data as data_lib
 from aae_jax import distributed
 from aae_jax import errors
 from aae_jax import evaluate
-from aae_jax import fid as fid_lib
 from aae_jax import metrics as metrics_lib
+from aae_jax import model as model_lib
 from aae_jax import parallel
 from aae_jax import phases as phases_lib
 from aae_jax import plots
@@ -40,23 +40,31 @@ GUARD_PREFIX = 'guard/nonfinite_'
 class TrainState:
   step: jax.Array  # int32 scalar
   params: dict  # module name -> parameters
+  batch_stats: dict  # module name -> batch-norm statistics (modules that have them)
   opt_state: dict  # phase name -> optax state of the sub-trees it owns
   rng: jax.Array  # raw uint32 key; noise and data order are functions of (rng, step)
-  # Exponential moving average of ``params`` (``config.ema_decay`` > 0), which
+  # Exponential moving average of ``variables`` (``config.ema_decay`` > 0), which
   # evaluation then uses; empty when off.
   ema: dict = struct.field(default_factory=dict)
 
   @property
-  def eval_params(self) -> dict:
-    return self.ema or self.params
+  def variables(self) -> model_lib.Variables:
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+  @property
+  def eval_variables(self) -> model_lib.Variables:
+    """What evaluation uses: the moving average where there is one."""
+    return self.ema or self.variables
 
 
-def create_train_state(phase_list: Sequence[phases_lib.Phase], params: dict,
-                       rng: chex.PRNGKey, ema: bool = False) -> TrainState:
+def create_train_state(phase_list: Sequence[phases_lib.Phase],
+                       variables: model_lib.Variables, rng: chex.PRNGKey,
+                       ema: bool = False) -> TrainState:
+  params = variables['params']
   opt_state = {p.name: p.tx.init({k: params[k] for k in p.owns}) for p in phase_list}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=opt_state, rng=rng,
-                    ema=jax.tree.map(jnp.array, params) if ema else {})
+                    batch_stats=variables['batch_stats'], opt_state=opt_state, rng=rng,
+                    ema=jax.tree.map(jnp.array, variables) if ema else {})
 
 
 def train_step(state: TrainState, batch: dict, phase_list: Sequence[phases_lib.Phase],
@@ -70,22 +78,23 @@ def train_step(state: TrainState, batch: dict, phase_list: Sequence[phases_lib.P
   state keeps a parameter average, it moves by ``ema_decay`` after the phases.
   """
   step_key = jax.random.fold_in(jax.random.fold_in(state.rng, _NOISE_STREAM), state.step)
-  params, opt_state, metrics = dict(state.params), dict(state.opt_state), {}
+  params, stats = dict(state.params), dict(state.batch_stats)
+  opt_state, metrics = dict(state.opt_state), {}
   for i, phase in enumerate(phase_list):
     owned = {k: params[k] for k in phase.owns}
     frozen = {k: v for k, v in params.items() if k not in phase.owns}
     key = jax.random.fold_in(step_key, i)
 
-    def objective(owned, frozen=frozen, key=key, phase=phase):
-      return phase.objective({**frozen, **owned}, batch, key)
+    def objective(owned, frozen=frozen, stats=stats, key=key, phase=phase):
+      return phase.objective({'params': {**frozen, **owned}, 'batch_stats': stats},
+                             batch, key)
 
-    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(owned)
-    new_state = aux.pop(phases_lib.STATE_KEY, {})  # batch-norm statistics, if any
+    (loss, (aux, new_stats)), grads = jax.value_and_grad(objective, has_aux=True)(owned)
     grads = jax.lax.pmean(grads, parallel.AXIS)
     updates, opt_state[phase.name] = phase.tx.update(grads, opt_state[phase.name], owned)
     owned = optax.apply_updates(owned, updates)
     params.update(owned)
-    params.update(new_state)
+    stats.update(new_stats)
     metrics.update(aux)
     finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(owned)]))
@@ -93,9 +102,10 @@ def train_step(state: TrainState, batch: dict, phase_list: Sequence[phases_lib.P
   metrics = jax.lax.pmean(metrics, parallel.AXIS)
   ema = state.ema
   if ema:
-    ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                       ema=ema), metrics
+    ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema,
+                       {'params': params, 'batch_stats': stats})
+  return state.replace(step=state.step + 1, params=params, batch_stats=stats,
+                       opt_state=opt_state, ema=ema), metrics
 
 
 def epoch_order(rng: chex.PRNGKey, epoch, num_examples: int,
@@ -179,7 +189,7 @@ def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps
 
 @struct.dataclass
 class Experiment:
-  aae: phases_lib.AAE = struct.field(pytree_node=False)
+  aae: model_lib.AAE = struct.field(pytree_node=False)
   phases: tuple = struct.field(pytree_node=False)
   state: TrainState
   steps_per_epoch: int = struct.field(pytree_node=False)
@@ -187,22 +197,48 @@ class Experiment:
   # of the labelled set (empty without data.num_labels).
   train_labels: np.ndarray = struct.field(pytree_node=False)
   labelled_idx: np.ndarray = struct.field(pytree_node=False)
+  batch_size: int = struct.field(pytree_node=False, default=100)
+  ema_decay: float = struct.field(pytree_node=False, default=0.0)
 
   @property
   def supervised(self) -> bool:
     return any(p.name == 'supervised' for p in self.phases)
 
+  @property
+  def num_labelled(self) -> int:
+    """Rows of the labelled set the supervised phase draws from (0 without one)."""
+    return len(self.labelled_idx) if self.supervised else 0
 
-def _check_labels(config, aae: phases_lib.AAE, num_labels: int) -> None:
+  def chunk_inputs(self, dp: parallel.DataParallel, images: np.ndarray) -> tuple:
+    """What a chunk takes besides the state, on ``dp``'s devices: the training
+    images (N, ...) and the labels training may see, split by rows, and the
+    labelled set's rows (replicated) where there is one."""
+    inputs = (dp.shard_rows(images.reshape(len(images), -1)),
+              dp.shard_rows(self.train_labels))  # -1 where training may not see the label
+    if self.num_labelled:
+      inputs += (dp.replicate(jnp.asarray(self.labelled_idx, jnp.int32)),)
+    return inputs
+
+  def chunk(self, dp: parallel.DataParallel, num_steps: int):
+    """``make_train_chunk`` of ``num_steps`` steps compiled for ``dp``'s devices:
+    ``fn(state, *chunk_inputs(dp, images)) -> (state, per-step metrics)``."""
+    return dp.compile(make_train_chunk(self.phases, batch_size=self.batch_size,
+                                       num_devices=dp.num_devices, num_steps=num_steps,
+                                       num_examples=len(self.train_labels),
+                                       num_labelled=self.num_labelled,
+                                       ema_decay=self.ema_decay),
+                      sharded_argnums=(1, 2))
+
+
+def _check_labels(config, aae: model_lib.AAE, num_labels: int) -> None:
   m = config.model
   if num_labels < -1:
     raise errors.UserError(f'data.num_labels={num_labels}: use 0 (no labels), -1 (all) '
                            'or a positive, class-balanced count such as 1000.')
-  if m.decoder_input == 'label_z' and num_labels != -1:
-    raise errors.UserError('model.decoder_input="label_z" decodes every example with its '
-                           'label: set data.num_labels=-1 (all labels).')
-  if num_labels and not (aae.num_classes or aae.condition_classes or
-                         m.decoder_input == 'label_z'):
+  if aae.decoder_input.reads_labels and num_labels != -1:
+    raise errors.UserError(f'model.decoder_input={m.decoder_input!r} decodes every example '
+                           'with its label: set data.num_labels=-1 (all labels).')
+  if num_labels and not (aae.num_classes or aae.reads_labels):
     raise errors.UserError(f'data.num_labels={num_labels} but nothing in config.model reads '
                            'labels: set model.num_classes, model.label_condition or '
                            'model.decoder_input="label_z", or data.num_labels=0.')
@@ -220,7 +256,8 @@ def build(config, dataset: data_lib.Dataset) -> Experiment:
   steps_per_epoch = num_train // config.batch_size
   prior = priors.from_config(config.prior)
   data_dim = int(np.prod(dataset.image_shape))
-  aae = phases_lib.aae_from_config(config, prior, data_dim, dataset.num_classes)
+  aae = model_lib.from_config(config, prior, data_dim, dataset.num_classes,
+                             axis_name=parallel.AXIS)
   if prior.dim != aae.encoder.code_dim:
     raise errors.UserError(f'model.code_dim={aae.encoder.code_dim} differs from the prior '
                      f'{prior.name!r} of dimension {prior.dim}; make them equal.')
@@ -229,7 +266,7 @@ def build(config, dataset: data_lib.Dataset) -> Experiment:
   train_labels, labelled_idx = data_lib.training_labels(
       dataset.train.labels, num_labels, dataset.num_classes, config.seed)
   supervised = bool(aae.num_classes and num_labels)
-  phase_list = phases_lib.aae_phases(aae, config, steps_per_epoch, supervised)
+  phase_list = phases_lib.from_config(aae, config, steps_per_epoch, supervised)
   init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
   if not 0 <= config.ema_decay < 1:
     raise errors.UserError(f'ema_decay={config.ema_decay} must be in [0, 1); 0 turns the '
@@ -238,7 +275,8 @@ def build(config, dataset: data_lib.Dataset) -> Experiment:
                              ema=config.ema_decay > 0)
   return Experiment(aae=aae, phases=phase_list, state=state,
                     steps_per_epoch=steps_per_epoch, train_labels=train_labels,
-                    labelled_idx=labelled_idx)
+                    labelled_idx=labelled_idx, batch_size=config.batch_size,
+                    ema_decay=config.ema_decay)
 
 
 # ----------------------------------------------------------------------------
@@ -340,100 +378,6 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _class_vectors(aae: phases_lib.AAE, test_out: dict, labels: np.ndarray):
-  """What the decoder reads besides z for the test codes (None for a plain AAE)."""
-  if aae.decoder_input == 'label_z':
-    return np.eye(aae.label_classes, dtype=np.float32)[labels]
-  return test_out.get('y_probs') if aae.decoder_input != 'z' else None
-
-
-def write_figures(evaluator: evaluate.Evaluator, params, dataset: data_lib.Dataset,
-                  test_out: dict, directory: pathlib.Path, step: int) -> None:
-  """The figures of an experiment, from the test outputs the evaluation computed.
-
-  Always: test codes by label (next to prior samples; with cluster heads, the
-  2-D representation q(y|x) W_c + z and the heads) and reconstructions. A plain
-  AAE adds the decoded prior-percentile grid and prior samples; a decoder that
-  reads a class adds ``style.png`` (rows: one style z each, columns: classes);
-  an unsupervised q(y|x) adds ``clusters.png`` (each row: the cluster's head, decoded
-  with style zero, then its most confident test members).
-  """
-  directory.mkdir(parents=True, exist_ok=True)
-  aae = evaluator.aae
-  samples = np.asarray(aae.prior.sample(jax.random.PRNGKey(step), 20_000))
-  images = dataset.to_pixels
-  labels = dataset.test.labels
-  if aae.decoder_input == 'heads':
-    plots.latent_scatter(test_out['shown'], labels, directory / 'latent_test.png',
-                         f'test codes q(y|x) W_c + z at step {step}',
-                         marks=np.asarray(params['heads']))
-  else:
-    plots.latent_scatter(test_out['z'], labels, directory / 'latent_test.png',
-                         f'test codes at step {step}',
-                         prior_samples=samples[:len(labels)])
-  if aae.decoder_input == 'z':
-    n = 20
-    grid = evaluator.decode(params, plots.percentile_grid(samples, n))
-    plots.image_grid(images(grid), n, directory / 'prior_grid.png',
-                     'decoded grid of prior percentiles')
-    plots.image_grid(images(evaluator.decode(params, samples[:100])), 10,
-                     directory / 'samples.png', 'decoded prior samples')
-  else:
-    num_classes = aae.num_classes or aae.label_classes
-    styles = np.repeat(samples[:10], num_classes, axis=0)
-    y = np.tile(np.eye(num_classes, dtype=np.float32), (10, 1))
-    plots.image_grid(images(evaluator.decode(params, styles, y)), 10,
-                     directory / 'style.png',
-                     'rows: one style z from the prior; columns: classes')
-  if 'cluster_labels' in test_out:
-    _cluster_figure(evaluator, params, test_out, dataset, directory / 'clusters.png')
-  originals = dataset.test.images[:50]
-  y = _class_vectors(aae, test_out, labels)
-  recon = evaluator.decode(params, test_out['z'][:50], None if y is None else y[:50])
-  pairs = np.stack([images(originals), images(recon)], axis=1)
-  plots.image_grid(pairs.reshape((-1,) + pairs.shape[2:]), 10,
-                   directory / 'reconstructions.png',
-                   'test images (odd columns) and reconstructions')
-
-
-def _cluster_figure(evaluator, params, test_out, dataset, path, members: int = 15):
-  images = dataset.to_pixels
-  probs = test_out['y_probs']
-  k = probs.shape[1]
-  heads = images(evaluator.decode(params, np.zeros((k, evaluator.aae.encoder.code_dim),
-                                                    np.float32), np.eye(k, dtype=np.float32)))
-  assigned = probs.argmax(axis=1)
-  rows = []
-  for i in range(k):
-    mine = np.flatnonzero(assigned == i)
-    mine = mine[np.argsort(-probs[mine, i])][:members]
-    row = np.ones((members + 1,) + heads.shape[1:], np.float32)
-    row[0] = heads[i]
-    row[1:1 + len(mine)] = images(dataset.test.images[mine])
-    rows.append(row)
-  plots.image_grid(np.concatenate(rows), k, path,
-                   'cluster heads (style 0, first column) and their most confident '
-                   'test members; cluster labels: ' +
-                   ' '.join(str(int(c)) for c in test_out['cluster_labels']))
-
-
-def make_evaluator(config, exp: Experiment, dataset: data_lib.Dataset) -> evaluate.Evaluator:
-  """The run's evaluator; with ``evaluation.fid`` it first loads (or trains once
-  and caches) the feature classifier of the Frechet distance."""
-  options = config.evaluation
-  features = None
-  if options.fid:
-    extractor = distributed.main_first(lambda: fid_lib.load_or_train(
-        dataset, fid_lib.cache_root(options.fid_cache_dir), epochs=options.fid_epochs),
-                                       'fid_classifier')
-    logging.info('FID features: classifier %s (test accuracy %.4f).', extractor.path,
-                 extractor.test_accuracy)
-    features = extractor.features
-  return evaluate.Evaluator(exp.aae, batch_size=config.eval_batch_size, seed=config.seed,
-                            supervised=exp.supervised, options=options,
-                            anomaly_class=config.data.exclude_class, fid_features=features)
-
-
 def _mean_train_metrics(chunks: list[dict]) -> dict:
   return {k: float(np.mean(_per_step(chunks, k)))
           for k in chunks[0] if not k.startswith(GUARD_PREFIX)}
@@ -470,27 +414,15 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   if start:
     logging.info('Resumed from %s at step %d.', ckpt.directory, start)
   total = config.num_train_steps
-  evaluator = make_evaluator(config, exp, dataset)
+  evaluator = evaluate.from_config(config, exp.aae, dataset, exp.supervised)
   if start >= total:
     logging.info('Already trained for %d steps; evaluating only.', start)
-    return evaluator.evaluate(jax.device_get(state.eval_params), dataset)[0]
+    return evaluator.evaluate(jax.device_get(state.eval_variables), dataset)[0]
 
-  train = dataset.train
-  images = dp.shard_rows(train.images.reshape(len(train), -1))
-  labels = dp.shard_rows(exp.train_labels)  # -1 where training may not see the label
-  num_labelled = len(exp.labelled_idx) if exp.supervised else 0
-  extra = (dp.replicate(jnp.asarray(exp.labelled_idx, jnp.int32)),) if num_labelled else ()
+  inputs = exp.chunk_inputs(dp, dataset.train.images)
   dev_state = dp.replicate(state)
   del state
-
-  @functools.cache
-  def compiled(num_steps: int):
-    return dp.compile(make_train_chunk(exp.phases, batch_size=config.batch_size,
-                                       num_devices=dp.num_devices, num_steps=num_steps,
-                                       num_examples=len(train),
-                                       num_labelled=num_labelled,
-                                       ema_decay=config.ema_decay),
-                      sharded_argnums=(1, 2))
+  compiled = functools.cache(functools.partial(exp.chunk, dp))
 
   progress = metrics_lib.Progress(start, total)
   pending, since_log, final = [], [], {}
@@ -499,7 +431,7 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   with _Preemption() as preemption:
     while step < total:
       num_steps = _next_stop(step, config) - step
-      dev_state, chunk_metrics = compiled(num_steps)(dev_state, images, labels, *extra)
+      dev_state, chunk_metrics = compiled(num_steps)(dev_state, *inputs)
       step += num_steps
       pending.append(chunk_metrics)
       if len(pending) > 1:  # at most two dispatches in flight
@@ -524,11 +456,12 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
         record.update(means, **{'train/steps_per_sec': rates['steps_per_sec'],
                                 'train/epoch': step / exp.steps_per_epoch})
       if at_eval:
-        params = jax.device_get(dp.unreplicate(dev_state).eval_params)
-        final, test_out = evaluator.evaluate(params, dataset)
+        variables = jax.device_get(dp.unreplicate(dev_state).eval_variables)
+        final, test_out = evaluator.evaluate(variables, dataset)
         record.update(final)
         if main_process:
-          write_figures(evaluator, params, dataset, test_out, workdir / 'figures', step)
+          plots.write_figures(evaluator, variables, dataset, test_out, workdir / 'figures',
+                              step)
       if step == total:
         record.update({'run/train_seconds': train_seconds,
                        'run/steps_per_sec': (total - start) / max(train_seconds, 1e-9)})

@@ -1,6 +1,13 @@
-"""Defaults shared by every experiment; experiment files override them."""
+"""Defaults shared by every experiment, and the helpers experiment files build on.
+
+Every ``configs/<name>.py`` other than this one is an experiment: it declares
+``ARGS`` (the words its ``--config=configs/<name>.py:<arg>`` argument takes, see
+``parse_arg``) and ``get_config(arg)``. The test suite runs each one.
+"""
 
 import ml_collections
+
+from aae_jax import priors
 
 
 def optimizer(name='adam', lr=1e-3, *, momentum=0.9, b1=0.9, b2=0.999,
@@ -46,12 +53,9 @@ def get_config():
       backend='shard_map', distributed=False, coordinator_address='',
       num_processes=0, process_id=-1))
 
-  # Every prior's fields live here; each prior reads its own (see priors.py).
-  c.prior = ml_collections.ConfigDict(dict(
-      name='gaussian', dim=2, std=1.0,  # gaussian
-      low=-1.0, high=1.0,  # uniform
-      num_components=10, radius=4.0, radial_std=1.0, tangential_std=0.25,  # mog
-      scale=3.0, noise_std=0.1))  # swiss_roll (num_components too)
+  # The chosen prior's name and its own fields only (see prior() below): a field
+  # of another prior is refused, on the command line too.
+  c.prior = prior('gaussian', dim=2)
 
   c.model = ml_collections.ConfigDict(dict(
       encoder='deterministic',  # or 'gaussian', 'universal'
@@ -66,7 +70,7 @@ def get_config():
       output_activation='sigmoid',
       batch_norm=False,  # in every encoder / decoder hidden layer (SVHN recipe)
       input_dropout=0.0,  # on the encoder's input, training only
-      # Label-aware models (see aae_jax/phases.py, AAE):
+      # Label-aware models (see aae_jax/model.py, AAE):
       num_classes=0,  # > 0: a softmax head q(y|x) with this many categories
       disc_y=True,  # with num_classes: a categorical discriminator on q(y|x)
       disc_y_input_noise_std=0.0,
@@ -101,26 +105,70 @@ def get_config():
   # neither reconstruction nor regularisation dominates the encoder, and step
   # decay (as in the paper's SGD schedules) to let the adversarial game settle.
   # Without the decay the codes' moments kept oscillating by +-0.3 std.
-  recipe = dict(b1=0.5, decay_epochs=(15, 25), decay_factor=0.1)
-  c.optim = ml_collections.ConfigDict(dict(
-      recon=optimizer('adam', 5e-4, **recipe),
-      disc=optimizer('adam', 5e-4, **recipe),
-      gen=optimizer('adam', 5e-4, **recipe),
-      disc_y=optimizer('adam', 5e-4, **recipe),  # used with model.num_classes
-      supervised=optimizer('adam', 5e-4, **recipe)))  # used with data.num_labels
+  # disc_y is used with model.num_classes, supervised with data.num_labels.
+  c.optim = ml_collections.ConfigDict()
+  set_optimizers(c, PHASES, 'adam', 5e-4, b1=0.5, decay_epochs=(15, 25), decay_factor=0.1)
   return c
 
 
-def parse_arg(arg: str, choices: tuple[str, ...], default: str) -> tuple[str, bool]:
-  """Splits a config argument such as ``1000`` or ``1000,smoke`` into (choice, smoke)."""
-  parts = [p for p in arg.split(',') if p]
-  smoke_run = 'smoke' in parts
-  rest = [p for p in parts if p != 'smoke']
-  choice = rest[0] if rest else default
-  if len(rest) > 1 or choice not in choices:
-    raise ValueError(f'config argument {arg!r}: expected one of {", ".join(choices)}, '
-                     'optionally followed by ",smoke"')
-  return choice, smoke_run
+PHASES = ('recon', 'disc', 'gen', 'disc_y', 'supervised')  # the fields of config.optim
+
+
+def set_optimizers(c, phases, name='adam', lr=1e-3, **options):
+  """Gives each phase in ``phases`` the same optimizer (see ``optimizer``)."""
+  for phase in phases:
+    c.optim[phase] = optimizer(name, lr, **options)
+  return c
+
+
+def prior(name: str, **fields) -> ml_collections.ConfigDict:
+  """``config.prior`` for the prior ``name`` (aae_jax/priors.py): its name and its
+  own fields, at their defaults unless given; e.g. ``prior('gaussian', dim=8, std=5.0)``."""
+  return ml_collections.ConfigDict(priors.default_config(name, **fields))
+
+
+def parse_arg(arg: str, **spec) -> ml_collections.ConfigDict:
+  """The words of a config argument (``configs/<name>.py:<arg>``), checked against ``spec``.
+
+  ``spec`` maps each accepted key to its default. A tuple lists a key's choices,
+  the first being the default; a bool is a flag, set by its bare name. Words are
+  separated by commas: ``key=value``, a flag's name, or a bare value of the first
+  key with choices (``1000,paper`` = ``labels=1000,paper``). Every config also
+  takes ``smoke`` (the test-sized run). An unknown word or value is a ValueError
+  naming what the argument accepts, so a typo never runs the full experiment.
+  """
+  spec = {**spec, 'smoke': False}
+  choice_keys = [k for k, v in spec.items() if isinstance(v, tuple)]
+  out = {k: (v[0] if isinstance(v, tuple) else v) for k, v in spec.items()}
+  accepted = ', '.join([f'{k}={"|".join(spec[k])}' for k in choice_keys] +
+                       [k for k in spec if k not in choice_keys])
+
+  def fail(problem):
+    raise ValueError(f'config argument {arg!r}: {problem}; it accepts {accepted} '
+                     '(comma-separated; a bare value sets the first key).')
+
+  for word in (w.strip() for w in arg.split(',')):
+    if not word:
+      continue
+    key, _, value = word.partition('=')
+    if not value:
+      if key in spec and not isinstance(spec[key], tuple):
+        out[key] = True
+        continue
+      if not choice_keys:
+        fail(f'unknown word {word!r}')
+      key, value = choice_keys[0], word
+    if key not in spec:
+      fail(f'unknown key {key!r}')
+    if isinstance(spec[key], tuple):
+      if value not in spec[key]:
+        fail(f'{key}={value!r} is not one of its choices')
+      out[key] = value
+    elif value.lower() in ('true', 'false'):
+      out[key] = value.lower() == 'true'
+    else:
+      fail(f'{key} is a flag: give it alone or as {key}=true|false')
+  return ml_collections.ConfigDict(out)
 
 
 def label_aware(c, *, num_classes: int, style_dim: int, num_labels: int):
@@ -132,11 +180,30 @@ def label_aware(c, *, num_classes: int, style_dim: int, num_labels: int):
   c.model.decoder_input = 'y_z'
   # Without noise on its input the categorical discriminator wins (tells soft or
   # collapsed q(y|x) from one-hot samples) and its gradient stops helping the
-  # encoder; see README, "Clustering: why q(y|x) did not become one-hot".
+  # encoder; see docs/clustering.md.
   c.model.disc_y_input_noise_std = 0.3
-  c.model.code_dim = c.prior.dim = style_dim
-  c.prior.name = 'gaussian'
+  c.model.code_dim = style_dim
+  c.prior = prior('gaussian', dim=style_dim)
   c.data.num_labels = num_labels
+  return c
+
+
+def svhn(c, epochs: int, examples: int = 63_257):
+  """The SVHN recipe: svhn_cropped (downloaded by TFDS), standardised per
+  dimension; batch norm in every autoencoder layer, 20 % dropout on the encoder's
+  input, a linear output with Euclidean reconstruction cost; ``epochs`` of the
+  training split (73,257 - 10,000 valid), logged every epoch, evaluated every 10."""
+  c.data.name = 'svhn_cropped'
+  c.data.standardize = True
+  c.model.batch_norm = True
+  c.model.input_dropout = 0.2
+  c.model.input_noise_std = 0.0
+  c.model.output_activation = 'linear'
+  c.loss.reconstruction = 'squared_error'
+  steps_per_epoch = examples // c.batch_size
+  c.num_train_steps = epochs * steps_per_epoch
+  c.log_every = steps_per_epoch
+  c.eval_every = c.checkpoint_every = 10 * steps_per_epoch
   return c
 
 

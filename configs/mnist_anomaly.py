@@ -17,11 +17,14 @@ from configs import common
 from configs import mnist_parzen
 
 
+ARGS = dict(digit=('9',) + tuple(str(d) for d in range(9)))
+
+
 def get_config(arg: str = '9'):
-  digit, smoke = common.parse_arg(arg, tuple(str(d) for d in range(10)), '9')
+  a = common.parse_arg(arg, **ARGS)
   c = mnist_parzen.get_config()
-  c.data.exclude_class = int(digit)
+  c.data.exclude_class = int(a.digit)
   c.evaluation.parzen = c.evaluation.fid = False
   c.num_train_steps = 4_500  # 10 epochs of the ~45,000 normal training images
   c.eval_every = c.checkpoint_every = 1_500
-  return common.smoke(c) if smoke else c
+  return common.smoke(c) if a.smoke else c

@@ -25,28 +25,30 @@ clusters 26.9 +- 10.1 % by the paper's rule, 22.4 +- 8.0 % by majority vote;
 from configs import common
 
 
+ARGS = dict(clusters=('16', '30'))
+
+
 def get_config(arg: str = '16'):
-  clusters, smoke = common.parse_arg(arg, ('16', '30'), '16')
-  c = common.label_aware(common.get_config(), num_classes=int(clusters), style_dim=2,
+  a = common.parse_arg(arg, **ARGS)
+  c = common.label_aware(common.get_config(), num_classes=int(a.clusters), style_dim=2,
                          num_labels=0)
   c.model.input_noise_std = 0.3
   # q(y, z) matched to q(y) p(z): the z discriminator also sees q(y|x), so a
-  # category cannot keep a style of its own (README, clustering).
+  # category cannot keep a style of its own (docs/clustering.md).
   c.model.disc_z_sees_y = True
   # Once every category is in use, D_y's input noise falls to zero: at a fixed
   # 0.3 it caps how one-hot q(y|x) can get; once it is gone the number of
   # categories in use stays where it is. 16 are in use by step ~1,000; 30 took
   # 4,000-6,000 steps with the noise kept on (previous recipe, 3 seeds).
-  if clusters == '16':
+  if a.clusters == '16':
     c.model.disc_y_noise_anneal_start, c.model.disc_y_noise_anneal_steps = 1_000, 1_500
   else:
     c.model.disc_y_noise_anneal_start, c.model.disc_y_noise_anneal_steps = 4_000, 2_000
   # LeCun-normal init instead of N(0, 0.01): without labels, q(y|x) starts from
-  # random but informative logits rather than uniform ones (README, clustering).
+  # random but informative logits rather than uniform ones (docs/clustering.md).
   c.model.init_std = 0.0
   c.num_train_steps = 10_000  # 20 epochs of 50,000 at batch 100
   c.eval_every = c.checkpoint_every = 2_000
-  recipe = dict(b1=0.5, decay_epochs=(12, 16), decay_factor=0.3)
-  for phase in ('recon', 'disc', 'disc_y', 'gen'):
-    c.optim[phase] = common.optimizer('adam', 5e-4, **recipe)
-  return common.smoke(c) if smoke else c
+  common.set_optimizers(c, ('recon', 'disc', 'disc_y', 'gen'), 'adam', 5e-4, b1=0.5,
+                        decay_epochs=(12, 16), decay_factor=0.3)
+  return common.smoke(c) if a.smoke else c

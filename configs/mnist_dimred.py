@@ -19,20 +19,23 @@ by the paper's rule, 37.1 +- 4.1 % by majority vote (the paper: about 13.5 %).
 from configs import common
 
 
+ARGS = dict(labels=('1000', 'unsup'))
+
+
 def get_config(arg: str = '1000'):
-  variant, smoke = common.parse_arg(arg, ('1000', 'unsup'), '1000')
-  heads, labels = (10, 1000) if variant == '1000' else (20, 0)
+  a = common.parse_arg(arg, **ARGS)
+  heads, labels = (10, 1000) if a.labels == '1000' else (20, 0)
   c = common.label_aware(common.get_config(), num_classes=heads, style_dim=2,
                          num_labels=labels)
   c.model.decoder_input = 'heads'
   c.model.input_noise_std = 0.3
-  if variant == 'unsup':
+  if a.labels == 'unsup':
     # As in configs/mnist_cluster.py, z independent of q(y|x). D_y's input noise
     # stays on: annealed from step 1,000 it froze the heads in use at 15 of 20
     # (49 % error, results/cluster_diagnosis/j_dimred_anneal).
     c.model.disc_z_sees_y = True
   # LeCun-normal init instead of N(0, 0.01): without labels, q(y|x) starts from
-  # random but informative logits rather than uniform ones (README, clustering).
+  # random but informative logits rather than uniform ones (docs/clustering.md).
   c.model.init_std = 0.0
   c.model.heads_init_std = 5.0
   c.loss.head_threshold = 6.0
@@ -40,7 +43,6 @@ def get_config(arg: str = '1000'):
   c.num_train_steps = 3_000  # 6 epochs (what the 2-core CPU allowed; README)
   c.eval_every = c.checkpoint_every = 1_000
   recipe = dict(b1=0.5, decay_epochs=(4, 5), decay_factor=0.3)
-  for phase in ('recon', 'disc', 'disc_y', 'gen'):
-    c.optim[phase] = common.optimizer('adam', 5e-4, **recipe)
-  c.optim.supervised = common.optimizer('adam', 1e-3, **recipe)
-  return common.smoke(c) if smoke else c
+  common.set_optimizers(c, ('recon', 'disc', 'disc_y', 'gen'), 'adam', 5e-4, **recipe)
+  common.set_optimizers(c, ('supervised',), 'adam', 1e-3, **recipe)
+  return common.smoke(c) if a.smoke else c

@@ -11,8 +11,12 @@ and their covariance [[0.963, 0.017], [0.017, 0.954]]; reconstruction NLL 150.9 
 from configs import common
 
 
+ARGS = {}
+
+
 def get_config(arg: str = ''):
+  a = common.parse_arg(arg, **ARGS)
   c = common.get_config()
-  c.prior.name = 'gaussian'
-  c.prior.dim = c.model.code_dim = 2
-  return common.smoke(c) if arg == 'smoke' else c
+  c.prior = common.prior('gaussian', dim=2)
+  c.model.code_dim = 2
+  return common.smoke(c) if a.smoke else c

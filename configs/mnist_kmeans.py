@@ -15,16 +15,19 @@ import ml_collections
 from configs import common
 
 
+ARGS = dict(clusters=('16', '30'))
+
+
 def get_config(arg: str = '16'):
-  clusters, smoke = common.parse_arg(arg, ('16', '30'), '16')
+  a = common.parse_arg(arg, **ARGS)
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.data = common.get_config().data
   c.kmeans = ml_collections.ConfigDict(dict(
-      num_clusters=int(clusters),
+      num_clusters=int(a.clusters),
       n_init=10,  # restarts from k-means++ seeds; the best inertia is kept
       max_iter=300))
-  if smoke:
+  if a.smoke:
     c.data.num_valid = 100
     c.kmeans.n_init = 1
     c.kmeans.max_iter = 20

@@ -13,19 +13,21 @@ likely component is their own class. ``,smoke`` for tests.
 from configs import common
 
 
+ARGS = {}
+
+
 def get_config(arg: str = ''):
-  _, smoke = common.parse_arg(arg, ('',), '')
-  return labeled(common.get_config(), 'mog', smoke)
+  a = common.parse_arg(arg, **ARGS)
+  return labeled(common.get_config(), 'mog', a.smoke)
 
 
 def labeled(c, prior: str, smoke: bool):
-  c.prior.name = prior
-  c.prior.dim = c.model.code_dim = 2
+  c.prior = common.prior(prior)
+  c.model.code_dim = 2
   c.model.label_condition = True
   c.data.num_labels = 10_000
   c.num_train_steps = 5_000  # 10 epochs
   c.eval_every = c.checkpoint_every = 1_000
-  recipe = dict(b1=0.5, decay_epochs=(6, 8), decay_factor=0.3)
-  for phase in ('recon', 'disc', 'gen'):
-    c.optim[phase] = common.optimizer('adam', 5e-4, **recipe)
+  common.set_optimizers(c, ('recon', 'disc', 'gen'), 'adam', 5e-4, b1=0.5,
+                        decay_epochs=(6, 8), decay_factor=0.3)
   return common.smoke(c) if smoke else c

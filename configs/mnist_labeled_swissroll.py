@@ -10,6 +10,9 @@ from configs import common
 from configs import mnist_labeled_mog
 
 
+ARGS = {}
+
+
 def get_config(arg: str = ''):
-  _, smoke = common.parse_arg(arg, ('',), '')
-  return mnist_labeled_mog.labeled(common.get_config(), 'swiss_roll', smoke)
+  a = common.parse_arg(arg, **ARGS)
+  return mnist_labeled_mog.labeled(common.get_config(), 'swiss_roll', a.smoke)

@@ -11,8 +11,12 @@ Measured (results/mnist_mog, 2-core CPU): after 15,000 steps (30 epochs, 937 s a
 from configs import common
 
 
+ARGS = {}
+
+
 def get_config(arg: str = ''):
+  a = common.parse_arg(arg, **ARGS)
   c = common.get_config()
-  c.prior.name = 'mog'
-  c.prior.dim = c.model.code_dim = 2
-  return common.smoke(c) if arg == 'smoke' else c
+  c.prior = common.prior('mog')
+  c.model.code_dim = 2
+  return common.smoke(c) if a.smoke else c

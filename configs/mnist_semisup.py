@@ -5,25 +5,25 @@
 The argument is the number of labels: ``100``, ``1000`` or ``all``; a
 class-balanced labelled set drawn from the training split with ``seed``
 (``--config.seed=N`` repeats a run over seeds). Add ``,paper`` for the paper's
-5000-epoch SGD schedule (PAPER.md, recalled from its appendix) and ``,smoke`` for
-the test-sized run. Each step runs five phases, each with its own optimizer:
+5000-epoch SGD schedule (as this project reads the paper's appendix; see
+``paper_schedule``) and ``,smoke`` for the test-sized run. Each step runs five phases, each with its own optimizer:
 reconstruction, the Gaussian discriminator on z, the categorical discriminator on
 q(y|x), the generator (the encoder fools both), cross-entropy on a labelled batch.
 Metrics: ``eval/valid_error`` and ``eval/test_error`` (argmax of q(y|x)).
 
-The default schedule is 10 epochs of Adam (CPU-scale), measured in README.md.
+The default schedule is 10 epochs of Adam (CPU-scale); its results are in README.md.
 """
 
 from configs import common
 
 LABELS = {'100': 100, '1000': 1000, 'all': -1}
+ARGS = dict(labels=('1000', '100', 'all'), paper=False)
 
 
 def get_config(arg: str = '1000'):
-  parts = [p for p in arg.split(',') if p != 'paper']
-  labels, smoke = common.parse_arg(','.join(parts), tuple(LABELS), '1000')
+  a = common.parse_arg(arg, **ARGS)
   c = common.label_aware(common.get_config(), num_classes=10, style_dim=10,
-                         num_labels=LABELS[labels])
+                         num_labels=LABELS[a.labels])
   c.model.input_noise_std = 0.3  # on the encoder's input, training only (paper)
   # The labelled phase already makes q(y|x) one-hot here; the categorical
   # discriminator needs no input noise (measured: README, semi-supervised).
@@ -32,22 +32,19 @@ def get_config(arg: str = '1000'):
   c.eval_every = c.checkpoint_every = 1_000
   c.ema_decay = 0.999  # evaluate the parameter average (about the last 1,000 steps)
   recipe = dict(b1=0.5, decay_epochs=(6, 8), decay_factor=0.3)
-  for phase in ('disc', 'disc_y', 'gen'):
-    c.optim[phase] = common.optimizer('adam', 5e-4, **recipe)
-  c.optim.recon = common.optimizer('adam', 1e-3, **recipe)
-  c.optim.supervised = common.optimizer('adam', 1e-3, **recipe)
-  if 'paper' in arg.split(','):
+  common.set_optimizers(c, ('disc', 'disc_y', 'gen'), 'adam', 5e-4, **recipe)
+  common.set_optimizers(c, ('recon', 'supervised'), 'adam', 1e-3, **recipe)
+  if a.paper:
     paper_schedule(c)
-  return common.smoke(c) if smoke else c
+  return common.smoke(c) if a.smoke else c
 
 
 def paper_schedule(c):
   """The appendix's recipe: SGD, 5000 epochs, rates / 10 after epochs 50 and 1000."""
   decay = dict(decay_epochs=(50, 1000), decay_factor=0.1)
-  c.optim.recon = common.optimizer('sgd', 0.01, momentum=0.9, **decay)
-  c.optim.supervised = common.optimizer('sgd', 0.1, momentum=0.9, **decay)
-  for phase in ('disc', 'disc_y', 'gen'):
-    c.optim[phase] = common.optimizer('sgd', 0.1, momentum=0.1, **decay)
+  common.set_optimizers(c, ('recon',), 'sgd', 0.01, momentum=0.9, **decay)
+  common.set_optimizers(c, ('supervised',), 'sgd', 0.1, momentum=0.9, **decay)
+  common.set_optimizers(c, ('disc', 'disc_y', 'gen'), 'sgd', 0.1, momentum=0.1, **decay)
   c.num_train_steps = 5000 * 500
   c.eval_every = c.checkpoint_every = 50 * 500
   c.log_every = 5 * 500

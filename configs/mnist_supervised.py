@@ -15,21 +15,23 @@ style z still carried the digit after 6 epochs).
 from configs import common
 
 
+ARGS = dict(conditional=False)
+
+
 def get_config(arg: str = ''):
-  variant, smoke = common.parse_arg(arg, ('', 'conditional'), '')
-  c = supervised(common.get_config(), style_dim=10, smoke=False)
-  c.model.label_condition = variant == 'conditional'
-  return common.smoke(c) if smoke else c
+  a = common.parse_arg(arg, **ARGS)
+  c = supervised(common.get_config(), style_dim=10)
+  c.model.label_condition = a.conditional
+  return common.smoke(c) if a.smoke else c
 
 
-def supervised(c, style_dim: int, smoke: bool):
+def supervised(c, style_dim: int):
   c.model.decoder_input = 'label_z'
-  c.prior.name = 'gaussian'
-  c.prior.dim = c.model.code_dim = style_dim
+  c.prior = common.prior('gaussian', dim=style_dim)
+  c.model.code_dim = style_dim
   c.data.num_labels = -1  # every training label
   c.num_train_steps = 3_000  # 6 epochs: the figures settle by then on a 2-core CPU
   c.eval_every = c.checkpoint_every = 1_000
-  recipe = dict(b1=0.5, decay_epochs=(4, 5), decay_factor=0.3)
-  for phase in ('recon', 'disc', 'gen'):
-    c.optim[phase] = common.optimizer('adam', 5e-4, **recipe)
-  return common.smoke(c) if smoke else c
+  common.set_optimizers(c, ('recon', 'disc', 'gen'), 'adam', 5e-4, b1=0.5,
+                        decay_epochs=(4, 5), decay_factor=0.3)
+  return c

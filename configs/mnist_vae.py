@@ -19,14 +19,14 @@ import importlib
 
 from configs import common
 
-BASES = ('gaussian', 'mog', 'parzen')
+ARGS = dict(base=('gaussian', 'mog', 'parzen'))
 
 
 def get_config(arg: str = 'gaussian'):
-  base, smoke = common.parse_arg(arg, BASES, 'gaussian')
-  c = importlib.import_module(f'configs.mnist_{base}').get_config()
+  a = common.parse_arg(arg, **ARGS)
+  c = importlib.import_module(f'configs.mnist_{a.base}').get_config()
   c.model.regularizer = 'vae'
   c.model.encoder = 'gaussian'
   c.loss.reconstruction = 'bernoulli'
   c.evaluation.fid = True
-  return common.smoke(c) if smoke else c
+  return common.smoke(c) if a.smoke else c

@@ -2,7 +2,7 @@
 
     python -m aae_jax.main --config=configs/svhn_semisup.py --workdir=runs/svhn_semisup
 
-The recipe PAPER.md recalls from the appendix [R]: 10-D label, 20-D style, 20 %
+The recipe as this project reads the paper's appendix: 10-D label, 20-D style, 20 %
 input dropout, batch norm in every autoencoder layer, per-dimension
 standardisation; rates: reconstruction 1e-4 -> 1e-5 after 250 epochs,
 cross-entropy 0.1 -> 0.01, adversarial 0.01 -> 0.001; 1000 epochs (SGD with the
@@ -13,16 +13,16 @@ shape. ``,smoke`` for tests.
 """
 
 from configs import common
-from configs import svhn
+
+ARGS = {}
 
 
 def get_config(arg: str = ''):
-  _, smoke = common.parse_arg(arg, ('',), '')
+  a = common.parse_arg(arg, **ARGS)
   c = common.label_aware(common.get_config(), num_classes=10, style_dim=20, num_labels=1000)
-  c = svhn.epochs(svhn.svhn(c), 1000)
+  c = common.svhn(c, epochs=1000)
   decay = dict(decay_epochs=(250,), decay_factor=0.1)
-  c.optim.recon = common.optimizer('sgd', 1e-4, momentum=0.9, **decay)
-  c.optim.supervised = common.optimizer('sgd', 0.1, momentum=0.9, **decay)
-  for phase in ('disc', 'disc_y', 'gen'):
-    c.optim[phase] = common.optimizer('sgd', 0.01, momentum=0.1, **decay)
-  return svhn.smoke(c) if smoke else c
+  common.set_optimizers(c, ('recon',), 'sgd', 1e-4, momentum=0.9, **decay)
+  common.set_optimizers(c, ('supervised',), 'sgd', 0.1, momentum=0.9, **decay)
+  common.set_optimizers(c, ('disc', 'disc_y', 'gen'), 'sgd', 0.01, momentum=0.1, **decay)
+  return common.smoke(c) if a.smoke else c

@@ -56,3 +56,16 @@ def tiny_dataset(idx_root, tmp_path_factory):
   cache = tmp_path_factory.mktemp('tfds_cache')
   return data.load('mnist', manual_dir=str(idx_root), cache=str(cache), num_valid=100,
                    verify=False)
+
+
+@pytest.fixture(scope='session')
+def svhn_dataset():
+  """Random data of SVHN's shape; labels cycle so each class has 40 training examples."""
+  rng = np.random.default_rng(0)
+
+  def split(n):
+    images = rng.uniform(0, 1, size=(n, 32, 32, 3)).astype(np.float32)
+    return data.Split(images=images, labels=(np.arange(n) % 10).astype(np.int32))
+
+  return data.Dataset(name='svhn_cropped', train=split(400), valid=split(100),
+                      test=split(100), num_classes=10)

@@ -1,6 +1,7 @@
 """Shared test helpers."""
 
 import importlib
+import json
 
 import jax
 import numpy as np
@@ -22,6 +23,12 @@ def config(name: str, arg: str = 'smoke', **overrides):
   return c
 
 
+def records(workdir):
+  """The rows of a run's metrics.jsonl."""
+  path = workdir / 'metrics.jsonl'
+  return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
 def smoke_config(**overrides):
   return config('mnist_gaussian', **overrides)
 
@@ -40,19 +47,16 @@ def changed(before, after):
           for k in before}
 
 
-def run_chunks(exp, dataset, backend, num_devices, chunk_lengths, batch_size):
-  """Runs chunks of steps from exp.state; returns the host state and all metrics."""
+def run_chunks(exp, dataset, backend, num_devices, chunk_lengths):
+  """Runs chunks of steps from exp.state on ``dataset``'s training images and
+  labels (not ``exp.train_labels``); returns the host state and all metrics."""
   dp = parallel.DataParallel(backend, jax.devices()[:num_devices])
-  images = dp.shard_rows(dataset.train.images.reshape(len(dataset.train), -1))
-  labels = dp.shard_rows(dataset.train.labels)
+  exp = exp.replace(train_labels=dataset.train.labels)
+  inputs = exp.chunk_inputs(dp, dataset.train.images)
   state = dp.replicate(jax.device_get(exp.state))  # a copy: the chunk donates it
   metrics = []
   for n in chunk_lengths:
-    fn = dp.compile(train.make_train_chunk(exp.phases, batch_size=batch_size,
-                                           num_devices=num_devices, num_steps=n,
-                                           num_examples=len(dataset.train)),
-                    sharded_argnums=(1, 2))
-    state, m = fn(state, images, labels)
+    state, m = exp.chunk(dp, n)(state, *inputs)
     metrics.append(jax.device_get(m))  # waiting each chunk keeps CPU collectives healthy
   return jax.device_get(dp.unreplicate(state)), metrics
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from aae_jax import data as data_lib
+from aae_jax import errors
 from aae_jax import kmeans
-from aae_jax import phases
+from aae_jax import noise
 from aae_jax import train
 from tests import helpers
 
@@ -26,15 +27,15 @@ def _batch(dataset, step=0):
 
 def test_noise_anneal_falls_linearly_to_zero():
   steps = jnp.array([0, 25, 50, 100, 400])
-  np.testing.assert_allclose(phases.noise_anneal(steps, 0, 100), [1.0, 0.75, 0.5, 0.0, 0.0])
-  np.testing.assert_allclose(phases.noise_anneal(steps + 10, 35, 100),
+  np.testing.assert_allclose(noise.linear_anneal(steps, 0, 100), [1.0, 0.75, 0.5, 0.0, 0.0])
+  np.testing.assert_allclose(noise.linear_anneal(steps + 10, 35, 100),
                              [1.0, 1.0, 0.75, 0.25, 0.0])
 
 
 def test_annealed_disc_y_noise_is_the_configured_noise_then_none(tiny_dataset):
   def loss(step, **overrides):
     exp = train.build(helpers.config('mnist_cluster', '16,smoke', **overrides), tiny_dataset)
-    return float(exp.aae.disc_y_objective(exp.state.params, _batch(tiny_dataset, step),
+    return float(exp.aae.disc_y_objective(exp.state.variables, _batch(tiny_dataset, step),
                                           jax.random.PRNGKey(1))[0])
 
   annealed = {'model.disc_y_noise_anneal_steps': 80, 'model.disc_y_noise_anneal_start': 20}
@@ -54,17 +55,19 @@ def test_z_discriminator_sees_q_but_does_not_train_it(tiny_dataset):
   c = helpers.config('mnist_cluster', '16,smoke', **{'model.disc_z_sees_y': True,
                                                      'model.disc_y': False})
   exp = train.build(c, tiny_dataset)
-  params, batch, key = exp.state.params, _batch(tiny_dataset), jax.random.PRNGKey(2)
+  variables, batch, key = exp.state.variables, _batch(tiny_dataset), jax.random.PRNGKey(2)
+  params = variables['params']
   assert params['discriminator']['mlp']['hidden_0']['kernel'].shape[0] == 2 + 16
-  code = exp.aae.encode(params, batch, key)
+  code = exp.aae.encode(variables, batch, key)
   z = jax.random.normal(key, code.z.shape)
   q = jax.nn.softmax(code.y_logits)
   # The condition matters to D ...
-  with_q = exp.aae.discriminate(params, z, batch, key, q)
-  with_other = exp.aae.discriminate(params, z, batch, key, jnp.roll(q, 1, axis=1))
+  with_q = exp.aae.critic_z.logits(params, z, batch, key, q)
+  with_other = exp.aae.critic_z.logits(params, z, batch, key, jnp.roll(q, 1, axis=1))
   assert not np.allclose(with_q, with_other)
   # ... but the encoder's y head gets no gradient through it; z's head does.
-  grads = jax.grad(lambda p: exp.aae.generator_objective(p, batch, key)[0])(params)
+  grads = jax.grad(lambda p: exp.aae.generator_objective(
+      {'params': p, 'batch_stats': {}}, batch, key)[0])(params)
   enc = grads['encoder']
   assert np.all(np.asarray(enc['y_head']['kernel']) == 0)
   assert np.any(np.asarray(enc['z_head']['kernel']) != 0)
@@ -72,7 +75,7 @@ def test_z_discriminator_sees_q_but_does_not_train_it(tiny_dataset):
 
 def test_z_condition_needs_a_q_head(tiny_dataset):
   c = helpers.config('mnist_gaussian', **{'model.disc_z_sees_y': True})
-  with pytest.raises(phases.errors.UserError, match='disc_z_sees_y'):
+  with pytest.raises(errors.UserError, match='disc_z_sees_y'):
     train.build(c, tiny_dataset)
 
 

@@ -1,14 +1,12 @@
 """The paper's label-aware experiments: semi-supervised, clustering, label-conditioned
 priors, supervised style/content, dimensionality reduction, and their SVHN recipes.
 
-Smoke runs of every config end to end (in-process, 2 steps), then the pieces those
-experiments add: the labelled split and its mini-batch, the clustering rules, the
-label-conditioned prior sampler, phase ownership (with batch norm and cluster heads),
-batch norm under data parallelism and the cluster heads' separation cost.
+The pieces those experiments add (their smoke runs are in test_configs.py): the
+labelled split and its mini-batch, the clustering rules, the label-conditioned
+prior sampler, phase ownership (with batch norm and cluster heads) and batch norm
+under data parallelism.
 """
 
-import json
-import math
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +17,8 @@ import pytest
 from aae_jax import data
 from aae_jax import errors
 from aae_jax import evaluate
+from aae_jax import losses
+from aae_jax import model
 from aae_jax import parallel
 from aae_jax import phases
 from aae_jax import train
@@ -27,91 +27,15 @@ from tests import helpers
 BATCH = 20  # the smoke configs' batch size
 
 
-@pytest.fixture(scope='module')
-def svhn_dataset():
-  """Random data of SVHN's shape; labels cycle so each class has 40 training examples."""
-  rng = np.random.default_rng(0)
-
-  def split(n):
-    images = rng.uniform(0, 1, size=(n, 32, 32, 3)).astype(np.float32)
-    return data.Split(images=images, labels=(np.arange(n) % 10).astype(np.int32))
-
-  return data.Dataset(name='svhn_cropped', train=split(400), valid=split(100),
-                      test=split(100), num_classes=10)
-
-
-# ----------------------------------------------------------------------------
-# 1. Smoke runs of every experiment config.
-
-SEMISUP = ('eval/valid_error', 'eval/test_error')
-CLUSTER = ('eval/test_error', 'eval/test_error_majority', 'eval/test_mean_max_q')
-LABELED = ('eval/test_component_accuracy',)
-# (config module, argument, dataset, metric keys, figures beyond latent_test/reconstructions)
-SMOKE_RUNS = [
-    ('mnist_semisup', '100,smoke', 'mnist', SEMISUP, ('style',)),
-    ('mnist_semisup', 'all,smoke', 'mnist', SEMISUP, ('style',)),
-    ('mnist_cluster', '16,smoke', 'mnist', CLUSTER, ('style', 'clusters')),
-    ('mnist_cluster', '30,smoke', 'mnist', CLUSTER, ('style', 'clusters')),
-    ('mnist_labeled_mog', 'smoke', 'mnist', LABELED, ('prior_grid', 'samples')),
-    ('mnist_labeled_swissroll', 'smoke', 'mnist', LABELED, ('prior_grid', 'samples')),
-    ('mnist_supervised', 'smoke', 'mnist', (), ('style',)),
-    ('mnist_dimred', '1000,smoke', 'mnist', SEMISUP, ('style',)),
-    ('mnist_dimred', 'unsup,smoke', 'mnist', CLUSTER, ('style', 'clusters')),
-    ('svhn_supervised', 'smoke', 'svhn', (), ('style',)),
-    ('svhn_semisup', 'smoke', 'svhn', SEMISUP, ('style',)),
-]
-ALL_FIGURES = ('latent_test', 'reconstructions', 'style', 'clusters', 'prior_grid', 'samples')
-
-
 def test_label_counts_of_the_semisup_configs():
   """``1000,smoke`` is the ``100,smoke`` run (smoke shrinks the labelled set to
-  100, all the tiny dataset allows), so the smoke runs below cover it."""
+  100, all the tiny dataset allows)."""
   assert helpers.config('mnist_semisup', '100').data.num_labels == 100
   assert helpers.config('mnist_semisup', '1000').data.num_labels == 1000
   assert helpers.config('mnist_semisup', 'all').data.num_labels == -1
   assert helpers.config('mnist_semisup', '1000,smoke').to_dict() == helpers.config(
       'mnist_semisup', '100,smoke').to_dict()
   assert helpers.config('mnist_semisup', 'all,smoke').data.num_labels == -1
-
-
-def _numeric_leaves(value):
-  if isinstance(value, (bool, str)) or value is None:
-    return []
-  array = np.asarray(value)
-  return [array] if np.issubdtype(array.dtype, np.number) else []
-
-
-@pytest.mark.parametrize('name,arg,which,keys,figures', SMOKE_RUNS,
-                         ids=[f'{n}:{a}' for n, a, *_ in SMOKE_RUNS])
-def test_smoke_run(name, arg, which, keys, figures, tiny_dataset, svhn_dataset, tmp_path):
-  config = helpers.config(name, arg, num_train_steps=2, steps_per_dispatch=2, log_every=2,
-                      eval_every=2, checkpoint_every=2)
-  dataset = tiny_dataset if which == 'mnist' else svhn_dataset
-  metrics = train.train_and_evaluate(config, str(tmp_path), dataset)
-  for key in ('eval/valid_recon_loss', 'eval/test_recon_loss') + keys:
-    assert key in metrics, key
-  if 'eval/test_error_majority' not in keys:  # supervised q(y|x) or none: no cluster rules
-    assert 'eval/test_error_majority' not in metrics
-  if not keys:  # supervised style/content: no q(y|x) to score
-    assert 'eval/test_error' not in metrics
-  for key, value in metrics.items():
-    for array in _numeric_leaves(value):
-      assert np.all(np.isfinite(array)), (key, value)
-  for key in keys:  # errors, accuracies and confidences are shares
-    assert 0.0 <= metrics[key] <= 1.0, (key, metrics[key])
-  expected = ('latent_test', 'reconstructions') + figures
-  for figure in ALL_FIGURES:
-    path = tmp_path / 'figures' / f'{figure}.png'
-    assert path.exists() == (figure in expected), figure
-    if figure in expected:
-      assert path.stat().st_size > 1000, figure
-  rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
-  assert rows[-1]['step'] == 2
-  assert 'train/recon_loss' in rows[-1]
-  if config.data.num_labels and config.model.num_classes:
-    assert 'train/ce_loss' in rows[-1]  # the labelled phase ran
-  else:
-    assert 'train/ce_loss' not in rows[-1]
 
 
 # ----------------------------------------------------------------------------
@@ -206,11 +130,11 @@ def _gathered(values, slots, size):
                                                         mode='drop')
 
 
-def _probe(params, batch, key):  # pylint: disable=unused-argument
-  leaf = jax.tree.leaves(params['discriminator'])[0]
+def _probe(variables, batch, key):  # pylint: disable=unused-argument
+  leaf = jax.tree.leaves(variables['params']['discriminator'])[0]
   labelled = batch['labelled']
   slots = labelled['position'] - BATCH
-  return 0.0 * jnp.sum(leaf), {
+  return 0.0 * jnp.sum(leaf), ({
       # Column 0 of every image holds its row number in the training split.
       'probe/row': _gathered(batch['x'][:, 0], batch['position'], BATCH),
       'probe/label': _gathered(batch['label'], batch['position'], BATCH),
@@ -219,7 +143,7 @@ def _probe(params, batch, key):  # pylint: disable=unused-argument
       'probe/min_labelled_label': jnp.min(labelled['label']).astype(jnp.float32),
       'probe/position_offset': jnp.min(labelled['position'] - batch['position']
                                        ).astype(jnp.float32),
-  }
+  }, {})
 
 
 def test_the_labelled_mini_batch_cycles_through_the_labelled_set(semisup, tiny_dataset):
@@ -228,17 +152,16 @@ def test_the_labelled_mini_batch_cycles_through_the_labelled_set(semisup, tiny_d
   images = tiny_dataset.train.images.reshape(n, -1).copy()
   images[:, 0] = np.arange(n)
   probe = phases.Phase('probe', ('discriminator',), _probe, optax.sgd(0.0))
-  state = train.create_train_state((probe,), semisup.state.params, semisup.state.rng)
+  state = train.create_train_state((probe,), semisup.state.variables, semisup.state.rng)
   dp = parallel.DataParallel('shard_map', jax.devices()[:num_devices])
-  args = (dp.shard_rows(images), dp.shard_rows(semisup.train_labels),
-          dp.replicate(jnp.asarray(semisup.labelled_idx, jnp.int32)))
+  args = semisup.chunk_inputs(dp, images)
   state = dp.replicate(state)
   metrics = []
   for length in chunks:
+    # The probe replaces the phases; the labelled set stays the semi-supervised run's.
     fn = dp.compile(train.make_train_chunk((probe,), batch_size=BATCH,
                                            num_devices=num_devices, num_steps=length,
-                                           num_examples=n,
-                                           num_labelled=len(semisup.labelled_idx)),
+                                           num_examples=n, num_labelled=semisup.num_labelled),
                     sharded_argnums=(1, 2))
     state, m = fn(state, *args)
     metrics.append(jax.device_get(m))
@@ -298,8 +221,8 @@ def test_evaluator_scores_clusters_with_both_rules(tiny_dataset):
   """Through Evaluator.evaluate: the reported errors follow the two rules."""
   exp = train.build(helpers.config('mnist_cluster', '16,smoke'), tiny_dataset)
   evaluator = evaluate.Evaluator(exp.aae, batch_size=50, supervised=exp.supervised)
-  metrics, test_out = evaluator.evaluate(exp.state.params, tiny_dataset)
-  valid = evaluator.codes(exp.state.params, tiny_dataset.valid)['y_probs']
+  metrics, test_out = evaluator.evaluate(exp.state.variables, tiny_dataset)
+  valid = evaluator.codes(exp.state.variables, tiny_dataset.valid)['y_probs']
   paper = evaluate.cluster_labels_paper(valid, tiny_dataset.valid.labels)
   majority = evaluate.cluster_labels_majority(valid, tiny_dataset.valid.labels, 10)
   np.testing.assert_array_equal(test_out['cluster_labels'], paper)
@@ -323,7 +246,8 @@ def test_evaluator_scores_clusters_with_both_rules(tiny_dataset):
 ])
 def test_labelled_prior_samples_come_from_their_component(name, accuracy, tiny_dataset):
   aae = train.build(helpers.config(name), tiny_dataset).aae
-  assert aae.condition_classes == 10
+  assert isinstance(aae.z_condition, model.OnLabel) and aae.z_condition.width == 11
+  assert aae.z_condition.by_component
   n = 2000
   labels = np.array(jax.random.randint(jax.random.PRNGKey(7), (n,), -1, 10))
   labels[:1000] = -1  # half unlabelled
@@ -344,7 +268,7 @@ def test_labelled_prior_samples_come_from_their_component(name, accuracy, tiny_d
 
 
 def test_one_hot_condition_has_an_unlabelled_class():
-  out = np.asarray(phases.one_hot_condition(jnp.array([-1, 0, 9, 3]), 10))
+  out = np.asarray(model.one_hot_condition(jnp.array([-1, 0, 9, 3]), 10))
   assert out.shape == (4, 11)
   np.testing.assert_array_equal(out.argmax(1), [10, 0, 9, 3])
   np.testing.assert_array_equal(out.sum(1), np.ones(4))
@@ -372,9 +296,8 @@ OWNERSHIP = [
      {'recon': {'encoder', 'decoder', 'heads'}, 'disc': {'discriminator'},
       'disc_y': {'disc_y'}, 'gen': {'encoder'}, 'supervised': {'encoder'}}),
     ('svhn_semisup', 'smoke', 'svhn',
-     {'recon': {'encoder', 'decoder', 'encoder_batch_stats', 'decoder_batch_stats'},
-      'disc': {'discriminator'}, 'disc_y': {'disc_y'}, 'gen': {'encoder'},
-      'supervised': {'encoder'}}),
+     {'recon': {'encoder', 'decoder'}, 'disc': {'discriminator'}, 'disc_y': {'disc_y'},
+      'gen': {'encoder'}, 'supervised': {'encoder'}}),
 ]
 
 
@@ -388,10 +311,17 @@ def test_each_phase_changes_only_what_it_owns(name, arg, which, changes, tiny_da
   batch = _labelled_batch(dataset, exp)
   keys = set(exp.state.params)
   assert keys == set().union(*changes.values())
+  has_stats = bool(exp.state.batch_stats)
+  assert has_stats == (which == 'svhn')  # batch norm in the SVHN recipe's autoencoder
   for phase in exp.phases:
     state, metrics = helpers.run_step(exp.state, batch, (phase,))
     changed = helpers.changed(exp.state.params, state.params)
     assert {k for k, v in changed.items() if v} == changes[phase.name], phase.name
+    # Only the reconstruction phase runs the autoencoder in training mode for
+    # keeps: its batch-norm statistics move, no other phase's.
+    moved = helpers.changed(exp.state.batch_stats, state.batch_stats)
+    assert {k for k, v in moved.items() if v} == (
+        {'encoder', 'decoder'} if has_stats and phase.name == 'recon' else set()), phase.name
     assert not any(v for k, v in metrics.items() if k.startswith(train.GUARD_PREFIX))
     for other in exp.phases:
       same = all(np.array_equal(a, b) for a, b in
@@ -405,8 +335,9 @@ def test_the_reconstruction_phase_pays_the_head_cost(tiny_dataset):
   params = exp.state.params
   assert params['heads'].shape == (10, 2)
   batch = _labelled_batch(tiny_dataset, exp)
-  loss, aux = exp.aae.reconstruction_objective(params, batch, jax.random.PRNGKey(0))
-  cost = phases.head_separation_cost(params['heads'], 6.0)
+  loss, (aux, _) = exp.aae.reconstruction_objective(exp.state.variables, batch,
+                                                    jax.random.PRNGKey(0))
+  cost = losses.head_separation_cost(heads=params['heads'], threshold=6.0)
   assert float(cost) > 0  # heads drawn with std 5 include pairs closer than 6
   np.testing.assert_allclose(aux['train/head_cost'], cost, rtol=1e-6)
   np.testing.assert_allclose(loss, aux['train/recon_loss'] + cost, rtol=1e-5)
@@ -423,12 +354,7 @@ def _run_with_labels(exp, dataset, num_devices, num_steps):
   labels = dp.shard_rows(exp.train_labels)
   labelled_idx = dp.replicate(jnp.asarray(exp.labelled_idx, jnp.int32))
   state = dp.replicate(jax.device_get(exp.state))  # a copy: the chunk donates it
-  fn = dp.compile(train.make_train_chunk(exp.phases, batch_size=BATCH,
-                                         num_devices=num_devices, num_steps=num_steps,
-                                         num_examples=n,
-                                         num_labelled=len(exp.labelled_idx)),
-                  sharded_argnums=(1, 2))
-  state, metrics = fn(state, images, labels, labelled_idx)
+  state, metrics = exp.chunk(dp, num_steps)(state, *exp.chunk_inputs(dp, dataset.train.images))
   return jax.device_get(dp.unreplicate(state)), jax.device_get(metrics)
 
 
@@ -461,30 +387,16 @@ def test_batch_norm_gives_the_same_updates_on_one_device_or_four(svhn_dataset):
   dataset = data.standardize(svhn_dataset)
   exp = train.build(helpers.config('svhn_semisup'), dataset)
   assert exp.supervised and exp.aae.encoder.batch_norm
-  init = jax.device_get(exp.state.params)
+  init = jax.device_get(exp.state)
   ref, ref_metrics = _run_with_labels(exp, dataset, 1, 2)
   got, got_metrics = _run_with_labels(exp, dataset, 4, 2)
   for key in ('train/recon_loss', 'train/ce_loss', 'train/labelled_accuracy'):
     np.testing.assert_allclose(got_metrics[key], ref_metrics[key], rtol=1e-5)
-  _assert_same_updates_per_module(init, ref.params, got.params)
-  for name in ('encoder_batch_stats', 'decoder_batch_stats'):
-    for a, b in zip(jax.tree.leaves(init[name]), jax.tree.leaves(ref.params[name])):
+  _assert_same_updates_per_module(init.params, ref.params, got.params)
+  assert set(init.batch_stats) == {'encoder', 'decoder'}
+  for name in init.batch_stats:
+    for a, b in zip(jax.tree.leaves(init.batch_stats[name]),
+                    jax.tree.leaves(ref.batch_stats[name])):
       assert not np.allclose(a, b), name  # the statistics did move
-    helpers.assert_same_updates(init[name], ref.params[name], got.params[name])
-
-
-# ----------------------------------------------------------------------------
-# 8. Dimensionality reduction: the cluster heads' separation cost.
-
-
-def test_head_separation_cost():
-  near = jnp.array([[0.0, 0.0], [1.0, 0.0]])
-  assert float(phases.head_separation_cost(near, 3.0)) == pytest.approx(2.0, abs=1e-5)
-  far = jnp.array([[0.0, 0.0], [10.0, 0.0], [0.0, -10.0]])
-  assert float(phases.head_separation_cost(far, 3.0)) == 0.0
-  three = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
-  want = (3 - 1) + (3 - 2) + (3 - math.sqrt(5))  # each pair once
-  assert float(phases.head_separation_cost(three, 3.0)) == pytest.approx(want, abs=1e-5)
-  # Its gradient pushes close heads apart.
-  grad = jax.grad(phases.head_separation_cost)(near, 3.0)
-  np.testing.assert_allclose(grad, [[1.0, 0.0], [-1.0, 0.0]], atol=1e-5)
+    helpers.assert_same_updates(init.batch_stats[name], ref.batch_stats[name],
+                                got.batch_stats[name])

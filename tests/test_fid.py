@@ -39,8 +39,9 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_mean_shift():
   rng = np.random.default_rng(0)
   feats = rng.normal(size=(500, 16)) @ rng.normal(size=(16, 16))
   scale = np.trace(np.cov(feats, rowvar=False))
-  assert fid.fid(feats, feats) < 1e-6 * scale
-  values = [fid.fid(feats, feats + s) for s in (0.0, 0.5, 1.0, 2.0)]
+  distance = lambda a, b: fid.frechet_distance(*fid.statistics(a), *fid.statistics(b))
+  assert distance(feats, feats) < 1e-6 * scale
+  values = [distance(feats, feats + s) for s in (0.0, 0.5, 1.0, 2.0)]
   assert all(a < b for a, b in zip(values, values[1:])), values
   # A pure shift leaves the covariances equal: FID is the squared shift.
   np.testing.assert_allclose(values[1:], [16 * s**2 for s in (0.5, 1.0, 2.0)], rtol=1e-6)

@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -68,3 +69,17 @@ def test_gaussian_kl_closed_form_and_monte_carlo():
 def test_shapes_are_checked():
   with pytest.raises(AssertionError):
     losses.bernoulli_nll(logits=jnp.zeros((2, 3)), targets=jnp.zeros((2, 4)))
+
+
+def test_head_separation_cost():
+  cost = lambda heads: losses.head_separation_cost(heads=heads, threshold=3.0)
+  near = jnp.array([[0.0, 0.0], [1.0, 0.0]])
+  assert float(cost(near)) == pytest.approx(2.0, abs=1e-5)
+  far = jnp.array([[0.0, 0.0], [10.0, 0.0], [0.0, -10.0]])
+  assert float(cost(far)) == 0.0
+  three = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+  want = (3 - 1) + (3 - 2) + (3 - math.sqrt(5))  # each pair once
+  assert float(cost(three)) == pytest.approx(want, abs=1e-5)
+  # Its gradient pushes close heads apart.
+  grad = jax.grad(cost)(near)
+  np.testing.assert_allclose(grad, [[1.0, 0.0], [-1.0, 0.0]], atol=1e-5)

@@ -23,7 +23,7 @@ def runs(tiny_dataset):
   for phase in ('recon', 'disc', 'gen'):
     overrides.update({f'optim.{phase}.name': 'sgd', f'optim.{phase}.lr': 0.01})
   exp = train.build(helpers.smoke_config(**overrides), tiny_dataset)
-  runs = {(backend, n): helpers.run_chunks(exp, tiny_dataset, backend, n, CHUNKS, 20)
+  runs = {(backend, n): helpers.run_chunks(exp, tiny_dataset, backend, n, CHUNKS)
           for backend, n in (('shard_map', 1), ('shard_map', 4), ('pmap', 4))}
   return exp, runs
 

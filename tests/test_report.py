@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from aae_jax import errors
-from aae_jax import report
+from tools import report
 
 RESULTS = pathlib.Path(__file__).parents[1] / 'results'
 STEPS_PER_EPOCH = 500

@@ -1,6 +1,8 @@
 """The README's results table, built from logged runs so no number is typed by hand.
 
-    python -m aae_jax.report results/ [--readme README.md]
+    python -m tools.report results/ [--readme README.md]
+
+(from the repository root).
 
 A run is any folder under the results root (at any depth) holding ``metrics.jsonl``,
 ``config.json`` and ``command.txt``. Its experiment is the first
@@ -444,7 +446,7 @@ def update_readme(path, block: str) -> bool:
 
 def parse_args(argv):
   parser = argparse.ArgumentParser(
-      prog='python -m aae_jax.report',
+      prog='python -m tools.report',
       description="Builds the README's results table from the logged runs under RESULTS_DIR.")
   parser.add_argument('results_dir', help='folder searched recursively for run folders')
   parser.add_argument('--readme', help='file whose report:begin/end block gets the table')
@@ -461,7 +463,7 @@ def main(argv) -> int:
       changed = update_readme(args.readme, table)
       logging.info('%s: %s.', args.readme, 'table updated' if changed else 'already up to date')
   except errors.UserError as e:
-    sys.exit(f'aae_jax.report: {e}')
+    sys.exit(f'tools.report: {e}')
   return 0
 
 

@@ -1,6 +1,8 @@
 """Speed of the full train step, against the machine's matmul rate and PyTorch.
 
-    python -m aae_jax.bench --config=configs/mnist_parzen.py [--torch]
+    python -m bench.bench --config=configs/mnist_parzen.py [--torch]
+
+(from the repository root; ``--torch`` needs ``pip install -e .[bench]``).
 
 Prints a table, then one JSON line with:
 
@@ -62,7 +64,7 @@ config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_
 flags.DEFINE_integer('windows', 7, 'Timed windows per implementation.')
 flags.DEFINE_bool('torch', False, 'Also time the PyTorch reference (pip install -e .[bench]).')
 flags.DEFINE_list('torch_modes', ['eager', 'eager_bf16', 'compile', 'compile_bf16'],
-                  'PyTorch modes timed with --torch (aae_jax/torch_reference.py, MODES).')
+                  'PyTorch modes timed with --torch (bench/torch_reference.py, MODES).')
 flags.DEFINE_string('weight_grad_variants', '', 'BATCH,K,N: only time the ways to compute '
                     'a bf16 weight gradient (WEIGHT_GRAD_VARIANTS) at that shape and exit.')
 flags.DEFINE_bool('vs_float32', False, 'With a bfloat16 config, also time the same step in '
@@ -223,27 +225,24 @@ class JaxStep:
     abstract = lambda x, shape=None: jax.ShapeDtypeStruct(shape or x.shape, x.dtype)
     # As the training loop: labels only where the labelled set has them, and
     # the labelled set's rows for the supervised phase.
-    self.num_labelled = len(self.exp.labelled_idx) if self.exp.supervised else 0
-    self.ema_decay = config.ema_decay
     labelled = jnp.asarray(self.exp.labelled_idx, jnp.int32)
-    extra = (labelled,) if self.num_labelled else ()
+    extra = (labelled,) if self.exp.num_labelled else ()
     self.abstract_args = (jax.tree.map(abstract, self.exp.state),
                           abstract(train_split.images, (rows, int(np.prod(dataset.image_shape)))),
                           abstract(self.exp.train_labels, (rows,)),
                           *(abstract(e) for e in extra))
-    self.args = (self.dp.shard_rows(train_split.images.reshape(self.num_examples, -1)),
-                 self.dp.shard_rows(self.exp.train_labels),
-                 *(self.dp.replicate(e) for e in extra))
+    self.args = self.exp.chunk_inputs(self.dp, train_split.images)
     self.state = self.dp.replicate(self.exp.state)
-    self.fn = self.dp.compile(self._chunk(self.window), sharded_argnums=(1, 2))
+    self.fn = self.exp.chunk(self.dp, self.window)
     self.state, m = self.fn(self.state, *self.args)
     jax.block_until_ready(m)
 
   def _chunk(self, num_steps):
+    """The per-device chunk (uncompiled), for XLA's flop count."""
     return train.make_train_chunk(
         self.exp.phases, batch_size=self.batch_size, num_devices=self.dp.num_devices,
-        num_steps=num_steps, num_examples=self.num_examples, num_labelled=self.num_labelled,
-        ema_decay=self.ema_decay)
+        num_steps=num_steps, num_examples=self.num_examples,
+        num_labelled=self.exp.num_labelled, ema_decay=self.exp.ema_decay)
 
   def flops_per_example(self) -> float:
     """XLA's count for one step (a one-step program, so no loop trip counts)."""
@@ -296,7 +295,7 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
   # drifts in machine load hit all alike.
   others = {}
   if with_torch:
-    from aae_jax import torch_reference  # pylint: disable=g-import-not-at-top
+    from bench import torch_reference  # pylint: disable=g-import-not-at-top
     for mode in torch_modes:
       others[f'torch_{mode}'] = torch_reference.TorchStep(config, dataset,
                                                           window=jax_step.window, mode=mode)

@@ -1,0 +1,189 @@
+"""Every experiment config on disk: its argument words, a build of each variant and
+an end-to-end smoke run (in-process, on tiny data), checked against what the
+config asks for. A new file in configs/ is covered without editing this one."""
+
+import importlib
+import json
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aae_jax import kmeans
+from aae_jax import priors
+from aae_jax import train
+from configs import common
+from tests import helpers
+
+CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / 'configs').glob('*.py')
+                 if p.stem not in ('__init__', 'common'))
+
+
+def _module(name):
+  return importlib.import_module(f'configs.{name}')
+
+
+def variants(name) -> list[str]:
+  """Each choice of the config's first key with choices, and each flag on its own."""
+  spec = _module(name).ARGS
+  choices = [v for v in spec.values() if isinstance(v, tuple)]
+  words = list(choices[0]) if choices else ['']
+  flags = [k for k, v in spec.items() if isinstance(v, bool)]
+  return words + [f'{words[0]},{f}'.lstrip(',') for f in flags]
+
+
+def _dataset(config, tiny, svhn):
+  return svhn if config.data.name == 'svhn_cropped' else tiny
+
+
+def test_every_config_file_is_an_experiment():
+  assert len(CONFIGS) >= 14, CONFIGS
+  for name in CONFIGS:
+    module = _module(name)
+    assert isinstance(module.ARGS, dict) and callable(module.get_config), name
+    assert module.__doc__ and f'configs/{name}.py' in module.__doc__, name  # its command
+
+
+def test_parse_arg_takes_keys_flags_and_a_bare_first_value():
+  spec = dict(labels=('1000', '100', 'all'), paper=False)
+  a = common.parse_arg('', **spec)
+  assert (a.labels, a.paper, a.smoke) == ('1000', False, False)
+  a = common.parse_arg('100,paper,smoke', **spec)
+  assert (a.labels, a.paper, a.smoke) == ('100', True, True)
+  assert common.parse_arg('labels=all,paper=false', **spec).labels == 'all'
+  assert common.parse_arg('smoke').smoke
+
+
+@pytest.mark.parametrize('arg,message', [
+    ('smok', "unknown word 'smok'"),  # no choices: a typo is not a value
+    ('paper', "unknown word 'paper'"),
+])
+def test_parse_arg_rejects_unknown_words_without_choices(arg, message):
+  with pytest.raises(ValueError, match=message):
+    common.parse_arg(arg)
+
+
+@pytest.mark.parametrize('arg,message', [
+    ('1001', "labels='1001' is not one of its choices"),
+    ('1000,papr', "labels='papr' is not one of its choices"),
+    ('label=100', "unknown key 'label'"),
+    ('paper=yes', 'paper is a flag'),
+])
+def test_parse_arg_rejects_unknown_words(arg, message):
+  with pytest.raises(ValueError, match=message) as e:
+    common.parse_arg(arg, labels=('1000', '100', 'all'), paper=False)
+  assert 'labels=1000|100|all, paper, smoke' in str(e.value)  # what it accepts
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_a_typo_in_the_argument_is_refused(name):
+  with pytest.raises(ValueError, match='config argument'):
+    _module(name).get_config('smok,e')
+
+
+def test_each_prior_config_has_exactly_its_fields():
+  assert set(common.prior('gaussian')) == {'name', 'dim', 'std'}
+  assert common.prior('mog', radius=9.0).radius == 9.0
+  with pytest.raises(ValueError, match="prior 'gaussian' has no field radius"):
+    common.prior('gaussian', radius=9.0)
+  for name in priors.NAMES:
+    prior = priors.from_config(common.prior(name))
+    assert prior.name == name
+
+
+@pytest.mark.parametrize('name,arg', [(n, v) for n in CONFIGS for v in variants(n)],
+                         ids=[f'{n}:{v}' for n in CONFIGS for v in variants(n)])
+def test_every_variant_builds_and_steps(name, arg, tiny_dataset, svhn_dataset):
+  config = helpers.config(name, f'{arg},smoke'.lstrip(','))
+  full = helpers.config(name, arg)
+  assert full.to_dict() != config.to_dict()  # smoke shrinks it
+  if 'kmeans' in config:
+    assert config.kmeans.num_clusters == int(arg)
+    return
+  dataset = _dataset(config, tiny_dataset, svhn_dataset)
+  exp = train.build(config, dataset)
+  n = config.batch_size
+  batch = {'x': jnp.asarray(dataset.train.images[:n].reshape(n, -1)),
+           'label': jnp.asarray(exp.train_labels[:n]), 'position': jnp.arange(n),
+           'step': jnp.zeros((), jnp.int32)}
+  if exp.supervised:
+    idx = exp.labelled_idx[:n]
+    batch['labelled'] = {'x': jnp.asarray(dataset.train.images[idx].reshape(n, -1)),
+                         'label': jnp.asarray(dataset.train.labels[idx]),
+                         'position': n + jnp.arange(n)}
+  state, metrics = helpers.run_step(exp.state, batch, exp.phases)
+  assert int(state.step) == 1
+  assert all(np.isfinite(v) for v in metrics.values())
+  assert not any(v for k, v in metrics.items() if k.startswith(train.GUARD_PREFIX))
+
+
+# ----------------------------------------------------------------------------
+# End to end: what each config must produce, derived from the config itself.
+
+PARZEN = ('eval/parzen_ll', 'eval/parzen_ll_se', 'eval/parzen_sigma')
+FID = ('eval/fid', 'eval/fid_train_images')
+DENOISE = ('eval/denoise_psnr_gaussian', 'eval/noisy_psnr_gaussian',
+           'eval/denoise_psnr_salt_pepper', 'eval/noisy_psnr_salt_pepper')
+ANOMALY = ('eval/anomaly_auroc_recon', 'eval/anomaly_auroc_prior')
+SHARES = ('eval/test_error', 'eval/valid_error', 'eval/test_error_majority',
+          'eval/test_mean_max_q', 'eval/test_component_accuracy')
+FIGURES = ('latent_test', 'reconstructions', 'style', 'clusters', 'prior_grid', 'samples')
+
+
+def expected(config) -> tuple[dict[str, bool], set[str]]:
+  """Metric keys that must be present (True) or absent (False), and the figures."""
+  m, labels = config.model, config.data.num_labels != 0
+  head = m.num_classes > 0
+  e = config.evaluation
+  keys = {'eval/valid_recon_loss': True, 'eval/test_recon_loss': True,
+          'eval/test_mean_max_q': head, 'eval/test_clusters_used': head,
+          'eval/test_error': head, 'eval/valid_error': head and labels,
+          'eval/test_error_majority': head and not labels,
+          'eval/test_component_accuracy': m.label_condition and 'num_components' in config.prior}
+  keys.update({k: bool(e.parzen) for k in PARZEN})
+  keys.update({k: bool(e.fid) for k in FID})
+  keys.update({k: config.data.exclude_class >= 0 for k in ANOMALY})
+  keys.update({k: bool(e.denoise) and not config.data.standardize for k in DENOISE})
+  figures = {'latent_test', 'reconstructions'}
+  figures |= {'prior_grid', 'samples'} if m.decoder_input == 'z' else {'style'}
+  if head and not labels:
+    figures.add('clusters')
+  return keys, figures
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_smoke_run(name, tiny_dataset, svhn_dataset, tmp_path):
+  config = helpers.config(name, 'smoke', num_train_steps=2)
+  dataset = _dataset(config, tiny_dataset, svhn_dataset)
+  if 'kmeans' in config:  # the baseline: a fit, not a training run
+    metrics = kmeans.run(config, dataset)
+    assert 0.0 <= metrics['eval/test_error'] <= 1.0
+    return
+  metrics = train.train_and_evaluate(config, str(tmp_path), dataset)
+  keys, figures = expected(config)
+  for key, present in keys.items():
+    assert (key in metrics) == present, key
+  for key, value in metrics.items():
+    assert np.all(np.isfinite(np.asarray(value, np.float64))), (key, value)
+  for key in SHARES:  # errors, accuracies and confidences are shares
+    if key in metrics:
+      assert 0.0 <= metrics[key] <= 1.0, (key, metrics[key])
+  if 'eval/parzen_sigma' in metrics:
+    assert metrics['eval/parzen_sigma'] in np.logspace(-1, 0, 10)
+  if 'eval/fid' in metrics:
+    assert metrics['eval/fid'] > metrics['eval/fid_train_images'] >= 0  # untrained samples
+  for figure in FIGURES:
+    path = tmp_path / 'figures' / f'{figure}.png'
+    assert path.exists() == (figure in figures), figure
+    if figure in figures:
+      assert path.stat().st_size > 1000, figure
+  rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['step'] for r in rows] == [2]
+  last = rows[-1]
+  assert 'train/recon_loss' in last and 'train/steps_per_sec' in last
+  assert ('train/kl' in last) == (config.model.regularizer == 'vae')
+  assert ('train/gen_loss' in last) == (config.model.regularizer == 'adversarial')
+  assert ('train/ce_loss' in last) == bool(config.data.num_labels and config.model.num_classes)
+  assert 'run/steps_per_sec' in last
+  assert (tmp_path / 'checkpoints' / '2').is_dir()
