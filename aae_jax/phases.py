@@ -60,8 +60,17 @@ def vae(aae: model_lib.AAE, tx: Callable[[str], Any], supervised: bool) -> tuple
   return (Phase('vae', aae.autoencoder, aae.vae_objective, tx('recon')),)
 
 
+def labels_only(aae: model_lib.AAE, tx: Callable[[str], Any],
+                supervised: bool) -> tuple[Phase, ...]:
+  """The NN baseline of the semi-supervised table: cross-entropy of q(y|x) on the
+  labelled mini-batch alone, with ``config.optim.supervised``; the decoder and
+  the discriminators stay unused."""
+  del supervised
+  return (Phase('supervised', ('encoder',), aae.supervised_objective, tx('supervised')),)
+
+
 # model.regularizer -> the phase list; the check says what the list needs.
-PHASE_LISTS = {'adversarial': adversarial, 'vae': vae}
+PHASE_LISTS = {'adversarial': adversarial, 'vae': vae, 'none': labels_only}
 
 
 def _check(config) -> None:
@@ -74,6 +83,9 @@ def _check(config) -> None:
     raise errors.UserError('model.regularizer="vae" is the unsupervised VAE baseline: it '
                            'needs model.encoder="gaussian", model.num_classes=0, '
                            'model.label_condition=False and model.decoder_input="z".')
+  if m.regularizer == 'none' and not (m.num_classes and config.data.num_labels):
+    raise errors.UserError('model.regularizer="none" trains q(y|x) on labels alone: it '
+                           'needs model.num_classes > 0 and data.num_labels != 0.')
 
 
 def from_config(aae: model_lib.AAE, config, steps_per_epoch: int,

@@ -18,7 +18,7 @@ def optimizer(name='adam', lr=1e-3, *, momentum=0.9, b1=0.9, b2=0.999,
       decay_epochs=tuple(decay_epochs), decay_factor=decay_factor, clip=clip))
 
 
-def get_config():
+def base():
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.batch_size = 100
@@ -32,6 +32,12 @@ def get_config():
   # > 0: evaluate (and draw figures from) an exponential moving average of the
   # parameters with this decay per step; the training itself is unchanged.
   c.ema_decay = 0.0
+  # A rerun on a workdir must train the experiment its config.json records (a
+  # change of data, labels, seed, model, prior or optimizers is refused) unless
+  # allow_config_change; with every checkpoint damaged it stops rather than
+  # start again from step 0, unless allow_restart (aae_jax/workdir.py).
+  c.allow_config_change = False
+  c.allow_restart = False
 
   # manual_dir: folder holding <name>/ with the official files; '' means
   # $AAE_DATA_DIR, and without it TFDS downloads. cache_dir: where prepared
@@ -83,8 +89,10 @@ def get_config():
       decoder_input='z',  # 'z', 'y_z', 'label_z' or 'heads'
       label_condition=False,  # the z discriminator also sees the label (E2)
       heads_init_std=1.0,  # cluster heads W_c (decoder_input='heads')
-      # 'adversarial' (the AAE) or 'vae': the VAE baseline with the same
-      # networks and prior (needs encoder='gaussian'), one phase using optim.recon.
+      # 'adversarial' (the AAE); 'vae': the VAE baseline with the same networks
+      # and prior (needs encoder='gaussian'), one phase using optim.recon; 'none':
+      # q(y|x) on the labels alone, the semi-supervised table's NN baseline
+      # (aae_jax/phases.py, PHASE_LISTS).
       regularizer='adversarial'))
   # Extra evaluations (aae_jax/evaluate.py), at every eval:
   # parzen: Parzen-window log-likelihood of num_samples decoded prior samples

@@ -30,7 +30,7 @@ ARGS = dict(clusters=('16', '30'))
 
 def get_config(arg: str = '16'):
   a = common.parse_arg(arg, **ARGS)
-  c = common.label_aware(common.get_config(), num_classes=int(a.clusters), style_dim=2,
+  c = common.label_aware(common.base(), num_classes=int(a.clusters), style_dim=2,
                          num_labels=0)
   c.model.input_noise_std = 0.3
   # q(y, z) matched to q(y) p(z): the z discriminator also sees q(y|x), so a

@@ -25,7 +25,7 @@ ARGS = dict(labels=('1000', 'unsup'))
 def get_config(arg: str = '1000'):
   a = common.parse_arg(arg, **ARGS)
   heads, labels = (10, 1000) if a.labels == '1000' else (20, 0)
-  c = common.label_aware(common.get_config(), num_classes=heads, style_dim=2,
+  c = common.label_aware(common.base(), num_classes=heads, style_dim=2,
                          num_labels=labels)
   c.model.decoder_input = 'heads'
   c.model.input_noise_std = 0.3

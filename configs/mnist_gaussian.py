@@ -16,7 +16,7 @@ ARGS = {}
 
 def get_config(arg: str = ''):
   a = common.parse_arg(arg, **ARGS)
-  c = common.get_config()
+  c = common.base()
   c.prior = common.prior('gaussian', dim=2)
   c.model.code_dim = 2
   return common.smoke(c) if a.smoke else c

@@ -18,7 +18,7 @@ ARGS = {}
 
 def get_config(arg: str = ''):
   a = common.parse_arg(arg, **ARGS)
-  return labeled(common.get_config(), 'mog', a.smoke)
+  return labeled(common.base(), 'mog', a.smoke)
 
 
 def labeled(c, prior: str, smoke: bool):

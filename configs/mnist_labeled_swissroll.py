@@ -15,4 +15,4 @@ ARGS = {}
 
 def get_config(arg: str = ''):
   a = common.parse_arg(arg, **ARGS)
-  return mnist_labeled_mog.labeled(common.get_config(), 'swiss_roll', a.smoke)
+  return mnist_labeled_mog.labeled(common.base(), 'swiss_roll', a.smoke)

@@ -20,7 +20,7 @@ ARGS = {}
 
 def get_config(arg: str = ''):
   a = common.parse_arg(arg, **ARGS)
-  c = common.get_config()
+  c = common.base()
   c.prior = common.prior('gaussian', dim=8, std=5.0)
   c.model.code_dim = 8
   c.loss.reconstruction = 'squared_error'

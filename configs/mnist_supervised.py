@@ -20,7 +20,7 @@ ARGS = dict(conditional=False)
 
 def get_config(arg: str = ''):
   a = common.parse_arg(arg, **ARGS)
-  c = supervised(common.get_config(), style_dim=10)
+  c = supervised(common.base(), style_dim=10)
   c.model.label_condition = a.conditional
   return common.smoke(c) if a.smoke else c
 

@@ -19,7 +19,7 @@ ARGS = {}
 
 def get_config(arg: str = ''):
   a = common.parse_arg(arg, **ARGS)
-  c = common.label_aware(common.get_config(), num_classes=10, style_dim=20, num_labels=1000)
+  c = common.label_aware(common.base(), num_classes=10, style_dim=20, num_labels=1000)
   c = common.svhn(c, epochs=1000)
   decay = dict(decay_epochs=(250,), decay_factor=0.1)
   common.set_optimizers(c, ('recon',), 'sgd', 1e-4, momentum=0.9, **decay)

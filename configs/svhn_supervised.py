@@ -14,7 +14,7 @@ ARGS = {}
 
 def get_config(arg: str = ''):
   a = common.parse_arg(arg, **ARGS)
-  c = common.svhn(mnist_supervised.supervised(common.get_config(), style_dim=20), epochs=100)
+  c = common.svhn(mnist_supervised.supervised(common.base(), style_dim=20), epochs=100)
   common.set_optimizers(c, ('recon', 'disc', 'gen'), 'adam', 1e-4, b1=0.5,
                         decay_epochs=(50, 75), decay_factor=0.1)
   return common.smoke(c) if a.smoke else c

@@ -400,3 +400,19 @@ def test_batch_norm_gives_the_same_updates_on_one_device_or_four(svhn_dataset):
       assert not np.allclose(a, b), name  # the statistics did move
     helpers.assert_same_updates(init.batch_stats[name], ref.batch_stats[name],
                                 got.batch_stats[name])
+
+
+def test_the_nn_baseline_trains_the_encoder_on_labels_alone(tiny_dataset):
+  exp = train.build(helpers.config('mnist_nn_baseline', '100,smoke'), tiny_dataset)
+  semisup = train.build(helpers.config('mnist_semisup', '100,smoke'), tiny_dataset)
+  assert [p.name for p in exp.phases] == ['supervised']
+  np.testing.assert_array_equal(exp.labelled_idx, semisup.labelled_idx)  # same labels
+  batch = _labelled_batch(tiny_dataset, exp)
+  state, metrics = helpers.run_step(exp.state, batch, exp.phases)
+  changed = helpers.changed(exp.state.params, state.params)
+  assert {k for k, v in changed.items() if v} == {'encoder'}
+  assert set(metrics) == {'train/ce_loss', 'train/labelled_accuracy',
+                          'guard/nonfinite_supervised'}
+  with pytest.raises(errors.UserError, match='regularizer="none"'):
+    train.build(helpers.config('mnist_nn_baseline', '100,smoke', **{'data.num_labels': 0}),
+                tiny_dataset)

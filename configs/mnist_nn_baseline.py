@@ -1,0 +1,26 @@
+"""The NN baseline of Table 2: the semi-supervised trunk trained on the labels alone.
+
+    python -m aae_jax.main --config=configs/mnist_nn_baseline.py:100 --workdir=runs/nn_100
+
+The argument and the schedule words are those of ``configs/mnist_semisup.py``
+(``100``, ``1000`` or ``all`` labels; ``,epochs=50``): the same encoder (2x1000
+ReLU trunk, softmax head, 0.3 input noise), the same labelled set for a seed, the
+same optimizer, rate schedule, parameter average and number of steps, but one
+phase only, cross-entropy of q(y|x) on a labelled mini-batch
+(``model.regularizer='none'``): no reconstruction, no discriminators. The gap to
+the semi-supervised row is what the autoencoder and the adversarial phases add.
+``eval/valid_error`` selects the eval, ``eval/test_error`` is reported.
+"""
+
+from configs import common
+from configs import mnist_semisup
+
+ARGS = dict(mnist_semisup.ARGS)
+del ARGS['paper']
+
+
+def get_config(arg: str = '1000'):
+  a = common.parse_arg(arg, **ARGS)
+  c = mnist_semisup.get_config(f'{a.labels},epochs={a.epochs}')
+  c.model.regularizer = 'none'
+  return common.smoke(c) if a.smoke else c
