@@ -5,7 +5,11 @@ keeps no checksum of its own, so a few overwritten bytes would otherwise restore
 silently wrong. A step that cannot be restored (files missing, truncated or
 altered) is moved to ``<workdir>/checkpoints_damaged/`` with a warning, never
 deleted, and the next older step is tried. A checkpoint whose shapes differ from
-the current config's is a user error: nothing is moved.
+the current config's, or whose stored step differs from its folder's name, is a
+user error: nothing is moved.
+
+Pruning keeps the newest ``keep`` steps this run saved and never deletes a step
+that was on disk when it started (an earlier run segment's), whatever ``keep``.
 """
 
 from __future__ import annotations
@@ -53,18 +57,33 @@ def shapes(tree) -> dict[tuple[str, ...], tuple[int, ...]]:
   return {tuple(_key_name(e) for e in path): tuple(leaf.shape) for path, leaf in flat}
 
 
+def existing_steps(directory: pathlib.Path) -> list[int]:
+  """The step folders (all-digit names) in ``directory``, oldest first."""
+  if not directory.is_dir():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
 class Checkpointer:
   """Saves asynchronously, keeps the newest ``keep`` steps, restores with a template."""
 
   def __init__(self, directory: str | os.PathLike, keep: int = 3):
+    if not isinstance(keep, int) or keep < 1:
+      raise errors.UserError(f'checkpoints_to_keep={keep!r} must be at least 1: it is how '
+                             'many of this run\'s newest checkpoints stay on disk.')
     self.directory = pathlib.Path(directory).absolute()
     self.damaged_directory = self.directory.with_name(self.directory.name + '_damaged')
+    self.set_aside: list[int] = []  # steps restore_latest moved to damaged_directory
+    policies = ocp.checkpoint_managers
+    earlier = existing_steps(self.directory)  # an earlier segment's: never pruned
     self.manager = ocp.CheckpointManager(
         self.directory,
         item_handlers={'state': ocp.StandardCheckpointHandler(),
                        'meta': ocp.JsonCheckpointHandler()},
         options=ocp.CheckpointManagerOptions(
-            preservation_policy=ocp.checkpoint_managers.LatestN(keep), create=True))
+            preservation_policy=policies.AnyPreservationPolicy(
+                [policies.LatestN(keep), policies.CustomSteps(earlier)]),
+            create=True))
 
   def save(self, step: int, state) -> None:
     """Saves ``state`` (copied first: the train step donates its buffers)."""
@@ -94,10 +113,16 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     if restored.meta.get('digest') != digest(restored.state):
       raise ValueError('the restored state does not match the digest saved with it')
+    if restored.meta.get('step') != step:
+      raise errors.UserError(
+          f'{self.directory / str(step)} holds the checkpoint of step '
+          f'{restored.meta.get("step")}, not {step}: was it copied or renamed? Give it its '
+          'own step number back, or move it out of the folder; nothing was changed.')
     return restored.state
 
   def _set_aside(self, step: int, reason: Exception) -> None:
     target = self.damaged_directory / f'{step}.{time.strftime("%Y%m%d-%H%M%S")}'
+    self.set_aside.append(step)
     if jax.process_index() == 0:
       self.damaged_directory.mkdir(parents=True, exist_ok=True)
       os.replace(self.directory / str(step), target)

@@ -23,6 +23,9 @@ import gzip
 import hashlib
 import os
 import pathlib
+import socket
+import time
+import urllib.parse
 
 from absl import logging
 import numpy as np
@@ -204,22 +207,81 @@ def _load_idx(name: str, folder: pathlib.Path, cache: str, check: bool):
         f'{source_dir} lacks {", ".join(missing)}. It must hold {name}/ with the '
         f'official files {", ".join(EXPECTED_FILES)}; unset {DATA_DIR_ENV} '
         'to let TFDS download instead.')
-  builder = _idx_builder(name, os.path.join(cache, _IDX_BUILDER_DIR))
-  if not builder.is_prepared():
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    if check:
-      verify_checksums(name, source_dir)
-    logging.info('Preparing %s from %s into %s (once).', name, source_dir,
-                 builder.data_dir)
-    tfds.disable_progress_bar()
+  for attempt in range(2):
+    builder = _idx_builder(name, os.path.join(cache, _IDX_BUILDER_DIR))
+    if not builder.is_prepared():
+      _prepare_idx(builder, name, source_dir, check)
+    try:
+      return _read_prepared(builder), builder.info.features['label'].num_classes
+    except Exception as e:  # pylint: disable=broad-except
+      # The prepared copy is ours, derived from the IDX files: set it aside (never
+      # deleted) and prepare it again, once.
+      folder = pathlib.Path(builder.data_dir)
+      if attempt or not folder.is_dir():
+        raise DataError(f'The prepared copy of {name} in {folder} cannot be read '
+                        f'({type(e).__name__}: {str(e)[:200]}), even after preparing it '
+                        'again; delete that folder and rerun.') from e
+      aside = folder.with_name(f'{folder.name}.damaged.{time.strftime("%Y%m%d-%H%M%S")}')
+      try:
+        os.replace(folder, aside)
+      except OSError as move_error:
+        raise DataError(f'The prepared copy of {name} in {folder} is damaged '
+                        f'({type(e).__name__}) and cannot be moved aside '
+                        f'({move_error.strerror}); delete that folder and rerun.') from e
+      logging.warning('The prepared copy of %s in %s could not be read (%s: %s); moved it '
+                      'to %s and preparing it again from %s.', name, folder,
+                      type(e).__name__, str(e)[:200], aside, source_dir)
+  raise AssertionError('unreachable')
+
+
+def _prepare_idx(builder, name: str, source_dir: pathlib.Path, check: bool) -> None:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if check:
+    verify_checksums(name, source_dir)
+  logging.info('Preparing %s from %s into %s (once).', name, source_dir, builder.data_dir)
+  tfds.disable_progress_bar()
+  try:
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=str(source_dir), try_download_gcs=False))
+  except PermissionError as e:
+    raise DataError(f'Cannot write the prepared {name} to {builder.data_dir} '
+                    f'({e.strerror}): set TFDS_DATA_DIR (or config.data.cache_dir) to a '
+                    'writable folder.') from e
+
+
+def _read_prepared(builder) -> dict[str, dict[str, np.ndarray]]:
+  """Every split of a prepared IDX build in file order; raises if it is incomplete."""
   out = {}
   for split in IDX_FILES:
     arrays = _read_all(builder.as_data_source(split=split))
-    order = np.argsort(arrays.pop('index'))
+    index = arrays.pop('index')
+    expected = builder.info.splits[split].num_examples
+    if len(index) != expected or not np.array_equal(np.sort(index), np.arange(expected)):
+      raise ValueError(f'split {split} holds {len(index)} records, not the '
+                       f'{expected} examples of the file in order')
+    order = np.argsort(index)
     out[split] = {k: v[order] for k, v in arrays.items()}
-  return out, builder.info.features['label'].num_classes
+  return out
+
+
+def check_reachable(name: str, timeout: float = 15.0) -> None:
+  """Fails fast, naming the offline route, when ``name``'s download host is unreachable."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    urls = list(tfds.builder_cls(name).url_infos or {})
+  except Exception:  # pylint: disable=broad-except
+    return  # a builder without registered URLs: let TFDS try
+  for url in urls[:1]:
+    parsed = urllib.parse.urlparse(url)
+    host, port = parsed.hostname, parsed.port or (80 if parsed.scheme == 'http' else 443)
+    try:
+      socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+      offline = (f'set {DATA_DIR_ENV} to a folder holding {name}/ with its official files'
+                 if name in IDX_DATASETS else 'run where the network reaches it once '
+                 '(the prepared copy is cached in TFDS_DATA_DIR), or choose '
+                 f'data.name among {", ".join(IDX_DATASETS)} with {DATA_DIR_ENV}')
+      raise DataError(f'Cannot reach {host} to download {name} ({e}): {offline}.') from e
 
 
 def _load_tfds(name: str, cache: str):
@@ -227,6 +289,8 @@ def _load_tfds(name: str, cache: str):
   logging.info('No %s set: loading %s through TFDS (downloads if needed).',
                DATA_DIR_ENV, name)
   builder = tfds.builder(name, data_dir=cache)
+  if not builder.is_prepared():
+    check_reachable(name)
   builder.download_and_prepare(file_format='array_record')
   raw = {split: {k: v for k, v in _read_all(builder.as_data_source(split)).items()
                  if k in ('image', 'label')}

@@ -7,7 +7,13 @@ several hosts, run the same command on each with ``AAE_DISTRIBUTED=1`` (or
 ``--config.parallel.distributed=True``) and a workdir they all share.
 """
 
-import logging as std_logging
+# First, before the imports that take seconds: a SIGTERM or Ctrl-C from now on is
+# a request to stop cleanly (aae_jax/interrupts.py), not a traceback.
+from aae_jax import interrupts  # pylint: disable=g-bad-import-order
+
+interrupts.INTERRUPTS.install()
+
+import logging as std_logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sys
 
 from absl import app
@@ -16,6 +22,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from aae_jax import config_file
 from aae_jax import distributed
 from aae_jax import errors
 from aae_jax import train
@@ -33,7 +40,13 @@ def _quiet_orbax(record) -> bool:
 
 
 def parse_flags(argv):
-  """absl's parser, with config override mistakes reported in one line."""
+  """absl's parser, with config file and override mistakes reported in one line."""
+  config = config_file.flag_value(argv)
+  if config is not None:
+    try:
+      config_file.check(config)
+    except errors.UserError as e:
+      sys.exit(f'aae_jax: {e}')
   try:
     return FLAGS(argv)
   except flags.Error as e:
@@ -56,6 +69,8 @@ def main(argv):
   except errors.UserError as e:
     logging.error('%s', e)
     sys.exit(f'aae_jax: {e}')
+  except KeyboardInterrupt:  # before the training loop took over Ctrl-C
+    sys.exit('aae_jax: interrupted before training started; nothing was saved.')
 
 
 if __name__ == '__main__':

@@ -32,28 +32,63 @@ class MetricWriter:
     with open(self.path, 'a') as f:
       f.write(json.dumps(record) + '\n')
 
+  def has_eval(self, step: int) -> bool:
+    """Whether a record of ``step`` with ``eval/`` metrics is on disk."""
+    if not self.path.exists():
+      return False
+    for line in self.path.read_text().splitlines():
+      record = _parse(line)
+      if record and record['step'] == step and any(k.startswith('eval/') for k in record):
+        return True
+    return False
+
   def truncate_after(self, step: int) -> None:
     """Drops records past ``step``, where a resumed run starts again.
 
     They came from steps whose state was not checkpointed (the run was killed)
     and the resumed run writes them again. They are kept, not lost, in
-    ``metrics.dropped.jsonl``; so is a line torn by the kill.
+    ``metrics.dropped.jsonl``; so is a torn record. A torn line (a write cut
+    short, the next record appended to it) loses only the torn part: a complete
+    record after it on the same line is kept.
     """
     if not self.enabled or not self.path.exists():
       return
     kept, dropped = [], []
-    for line in self.path.read_text().splitlines(keepends=True):
-      try:
-        keep = json.loads(line)['step'] <= step
-      except (json.JSONDecodeError, KeyError, TypeError):
-        keep = False
-      (kept if keep else dropped).append(line if line.endswith('\n') else line + '\n')
+    for line in self.path.read_text().splitlines():
+      torn, record = _split_torn(line)
+      if torn:
+        dropped.append(torn + '\n')
+      if record is not None:
+        (kept if _parse(record)['step'] <= step else dropped).append(record + '\n')
     if dropped:
       with open(self.path.with_name('metrics.dropped.jsonl'), 'a') as f:
         f.writelines(dropped)
       files.write_atomic(self.path, ''.join(kept))
       logging.info('Resuming at step %d: moved %d metric records written after it to '
                    'metrics.dropped.jsonl.', step, len(dropped))
+
+
+def _parse(line: str) -> dict | None:
+  """A metrics record, or None for anything else (a torn or foreign line)."""
+  try:
+    record = json.loads(line)
+  except json.JSONDecodeError:
+    return None
+  if isinstance(record, dict) and isinstance(record.get('step'), int):
+    return record
+  return None
+
+
+def _split_torn(line: str) -> tuple[str, str | None]:
+  """(the torn part of a line, its complete record or None)."""
+  if _parse(line) is not None:
+    return '', line
+  start = line.rfind('{"step": ')
+  while start > 0:
+    if _parse(line[start:]) is not None:
+      return line[:start], line[start:]
+    start = line.rfind('{"step": ', 0, start)
+  return line, None
 
 
 def _duration(seconds: float) -> str:

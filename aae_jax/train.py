@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import pathlib
-import signal
-import threading
 import time
 from typing import Sequence
 
@@ -23,12 +22,15 @@ from aae_jax import data as data_lib
 from aae_jax import distributed
 from aae_jax import errors
 from aae_jax import evaluate
+from aae_jax import interrupts as interrupts_lib
 from aae_jax import metrics as metrics_lib
 from aae_jax import model as model_lib
 from aae_jax import parallel
 from aae_jax import phases as phases_lib
 from aae_jax import plots
 from aae_jax import priors
+from aae_jax import validation
+from aae_jax import workdir as workdir_lib
 
 _NOISE_STREAM, _ORDER_STREAM, _LABELLED_STREAM = 0, 1, 2
 # Per-step metric, per phase: 1 where its loss or the parameters it just updated
@@ -283,13 +285,6 @@ def build(config, dataset: data_lib.Dataset) -> Experiment:
 # The loop.
 
 
-def _check_intervals(config) -> None:
-  for field in ('num_train_steps', 'eval_every', 'checkpoint_every', 'log_every',
-                'steps_per_dispatch'):
-    if config[field] <= 0:
-      raise errors.UserError(f'{field}={config[field]} must be a positive number of steps.')
-
-
 def _next_stop(step: int, config) -> int:
   """The next step at which the loop must be on the host (log, eval, save, end).
 
@@ -302,27 +297,6 @@ def _next_stop(step: int, config) -> int:
                 config.checkpoint_every):
     stops.append((step // every + 1) * every)
   return min(stops)
-
-
-def _prepare_workdir(workdir: pathlib.Path) -> None:
-  try:
-    workdir.mkdir(parents=True, exist_ok=True)
-    probe = workdir / f'.write_test.{os.getpid()}'
-    probe.write_text('')
-    probe.unlink()
-  except OSError as e:
-    raise errors.UserError(f'--workdir={workdir} is not writable ({e.strerror}); choose a '
-                           'folder you can create files in.') from e
-
-
-def _record_config(config, workdir: pathlib.Path) -> None:
-  path = workdir / 'config.json'
-  text = config.to_json_best_effort(indent=2, sort_keys=True)
-  if path.exists() and path.read_text() != text:
-    logging.warning('%s differs from this run\'s config; keeping the first one and '
-                    'writing this run\'s to config.latest.json.', path)
-    path = workdir / 'config.latest.json'
-  path.write_text(text)
 
 
 def _per_step(chunks: list[dict], key: str) -> np.ndarray:
@@ -356,26 +330,15 @@ def check_finite(chunks: list[dict], phase_names: Sequence[str], first_step: int
         'resume from it.')
 
 
-class _Preemption:
-  """Turns SIGTERM into a request to checkpoint at the next chunk boundary."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    return self
-
-  def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    logging.warning('SIGTERM: saving a checkpoint at the end of the current chunk, then '
-                    'exiting with status 0; rerun the same command to resume.')
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+def _disk_full(e: BaseException) -> bool:
+  """Whether ``e`` (or an exception it was raised from) is a full disk or quota."""
+  while e is not None:
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if 'No space left on device' in str(e):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
 
 
 def _mean_train_metrics(chunks: list[dict]) -> dict:
@@ -383,17 +346,48 @@ def _mean_train_metrics(chunks: list[dict]) -> dict:
           for k in chunks[0] if not k.startswith(GUARD_PREFIX)}
 
 
+def _summary(metrics: dict) -> str:
+  shown = {k: v for k, v in metrics.items() if k.startswith('eval/test_') and
+           np.ndim(v) == 0}
+  return ' '.join(f'{k.split("/")[-1]}={float(v):.4g}' for k, v in sorted(shown.items()))
+
+
 def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = None) -> dict:
   """Trains ``config`` in ``workdir``, resuming from its newest restorable checkpoint.
 
-  SIGTERM saves a checkpoint of the current step and returns
-  ``{'preempted_at': step}``. Otherwise returns the final evaluation metrics.
+  Everything is checked before anything is written (``validation.check``), the
+  workdir is locked for the run (``workdir.Lock``) and must hold this
+  experiment (``workdir.check_config``). SIGTERM or Ctrl-C saves a checkpoint of
+  the current step and returns ``{'preempted_at': step}``. Otherwise returns the
+  final evaluation metrics. A full disk stops the run at its first failed write.
   """
-  _check_intervals(config)
-  workdir = pathlib.Path(workdir)
-  _prepare_workdir(workdir)
+  validation.check(config)
+  path = workdir_lib.resolve(workdir)
+  main_process = distributed.is_main()  # the only one writing metrics, figures, config
+  with interrupts_lib.INTERRUPTS.handling() as interrupts, \
+       workdir_lib.Lock(path, enabled=main_process):
+    try:
+      return _train(config, path, dataset, interrupts, main_process)
+    except Exception as e:  # pylint: disable=broad-except
+      if not _disk_full(e):
+        raise
+      raise errors.UserError(
+          f'No space left on the device of {path} (the run stopped at its first failed '
+          'write; the last complete checkpoint and metrics.jsonl are kept): free space, '
+          'then rerun the same command to resume.') from e
+
+
+def _eval_due(step: int, config) -> bool:
+  return step % config.eval_every == 0 or step == config.num_train_steps
+
+
+def _train(config, workdir: pathlib.Path, dataset, interrupts: interrupts_lib.Interrupts,
+           main_process: bool) -> dict:
   dp = parallel.DataParallel(config.parallel.backend)
   dp.check_batch_size(config.batch_size)
+  checkpoints = workdir / 'checkpoints'
+  resuming = bool(checkpoint.existing_steps(checkpoints))
+  workdir_lib.check_config(config, workdir, resuming)
   dataset = dataset or distributed.main_first(lambda: data_lib.from_config(config), 'data')
   if config.data.exclude_class >= 0:  # before standardising: its statistics leave it out too
     dataset = data_lib.exclude_class(dataset, config.data.exclude_class)
@@ -404,20 +398,58 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
                '%d device(s) via %s.', dataset.name, len(dataset.train),
                len(dataset.valid), len(dataset.test), exp.steps_per_epoch,
                dp.num_devices, dp.backend)
-  main_process = distributed.is_main()  # the only one writing metrics, figures, config
-  ckpt = checkpoint.Checkpointer(workdir / 'checkpoints', keep=config.checkpoints_to_keep)
+  ckpt = checkpoint.Checkpointer(checkpoints, keep=config.checkpoints_to_keep)
+  try:
+    return _run(config, workdir, dataset, exp, dp, ckpt, interrupts, main_process)
+  except BaseException:
+    # Whatever stopped the run, a checkpoint being written completes first.
+    try:
+      ckpt.wait()
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning('The checkpoint being written did not complete (%s: %s); the '
+                      'previous one is kept.', type(e).__name__, str(e)[:200])
+    raise
+  finally:
+    ckpt.close()
+
+
+def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, interrupts,
+         main_process: bool) -> dict:
   start, state = ckpt.restore_latest(exp.state)
+  if not start and ckpt.set_aside and not config.allow_restart:
+    raise errors.UserError(
+        f'No checkpoint in {ckpt.directory} could be restored (steps '
+        f'{", ".join(map(str, ckpt.set_aside))} moved to {ckpt.damaged_directory}); not '
+        'restarting from step 0 unseen: rerun with --config.allow_restart=True to train '
+        'from scratch in this workdir, or use a new --workdir.')
   if main_process:
-    _record_config(config, workdir)
+    workdir_lib.record_config(config, workdir, start)
   writer = metrics_lib.MetricWriter(workdir, enabled=main_process)
   writer.truncate_after(start)
   if start:
     logging.info('Resumed from %s at step %d.', ckpt.directory, start)
+  interrupts.last_saved = start
   total = config.num_train_steps
   evaluator = evaluate.from_config(config, exp.aae, dataset, exp.supervised)
+  final = {}
+  if start and _eval_due(start, config) and not writer.has_eval(start):
+    # The run stopped after saving this step but before its eval was written.
+    variables = jax.device_get(state.eval_variables)
+    final, test_out = evaluator.evaluate(variables, dataset)
+    writer.write(start, final)
+    if main_process:
+      plots.write_figures(evaluator, variables, dataset, test_out, workdir / 'figures', start)
+    logging.info('Evaluated step %d, saved before its eval: %s', start, _summary(final))
   if start >= total:
-    logging.info('Already trained for %d steps; evaluating only.', start)
-    return evaluator.evaluate(jax.device_get(state.eval_variables), dataset)[0]
+    if not final:
+      final = evaluator.evaluate(jax.device_get(state.eval_variables), dataset)[0]
+    logging.info('Already trained for %d steps (num_train_steps=%d): nothing to train. '
+                 'Evaluation of step %d: %s', start, total, start, _summary(final))
+    return final
+  if interrupts.requested:
+    logging.info('Interrupted before training started; nothing new to save. Rerun the '
+                 'same command to start.')
+    return {'preempted_at': start}
 
   inputs = exp.chunk_inputs(dp, dataset.train.images)
   dev_state = dp.replicate(state)
@@ -425,65 +457,68 @@ def train_and_evaluate(config, workdir: str, dataset: data_lib.Dataset | None = 
   compiled = functools.cache(functools.partial(exp.chunk, dp))
 
   progress = metrics_lib.Progress(start, total)
-  pending, since_log, final = [], [], {}
+  pending, since_log = [], []
   step, checked, last_saved = start, start, start
   train_seconds, t0, loop_start = 0.0, time.perf_counter(), None
-  with _Preemption() as preemption:
-    while step < total:
-      num_steps = _next_stop(step, config) - step
-      dev_state, chunk_metrics = compiled(num_steps)(dev_state, *inputs)
-      step += num_steps
-      pending.append(chunk_metrics)
-      if len(pending) > 1:  # at most two dispatches in flight
-        jax.block_until_ready(pending[-2])
-      at_log = step % config.log_every == 0 or step == total
-      at_eval = step % config.eval_every == 0 or step == total
-      at_save = step % config.checkpoint_every == 0 or step == total
-      if not (at_log or at_eval or at_save or preemption.requested):
-        continue
-      host = jax.device_get(pending)
-      pending = []
-      train_seconds += time.perf_counter() - t0
-      check_finite(host, [p.name for p in exp.phases], checked + 1, last_saved)
-      checked = step
-      since_log += host
-      record = {}
-      if at_log:
-        means = _mean_train_metrics(since_log)
-        since_log = []
-        rates = progress.update(step)
-        logging.info(progress.line(step, rates, means))
-        record.update(means, **{'train/steps_per_sec': rates['steps_per_sec'],
-                                'train/epoch': step / exp.steps_per_epoch})
-      if at_eval:
-        variables = jax.device_get(dp.unreplicate(dev_state).eval_variables)
-        final, test_out = evaluator.evaluate(variables, dataset)
-        record.update(final)
-        if main_process:
-          plots.write_figures(evaluator, variables, dataset, test_out, workdir / 'figures',
-                              step)
-      if step == total:
-        record.update({'run/train_seconds': train_seconds,
-                       'run/steps_per_sec': (total - start) / max(train_seconds, 1e-9)})
-      writer.write(step, record)
-      if at_save or preemption.requested:  # SIGTERM may have come during the eval
+  while step < total:
+    num_steps = _next_stop(step, config) - step
+    dev_state, chunk_metrics = compiled(num_steps)(dev_state, *inputs)
+    step += num_steps
+    pending.append(chunk_metrics)
+    if len(pending) > 1:  # at most two dispatches in flight
+      jax.block_until_ready(pending[-2])
+    at_log = step % config.log_every == 0 or step == total
+    at_eval = _eval_due(step, config)
+    at_save = step % config.checkpoint_every == 0 or step == total
+    if not (at_log or at_eval or at_save or interrupts.requested):
+      continue
+    host = jax.device_get(pending)
+    pending = []
+    train_seconds += time.perf_counter() - t0
+    check_finite(host, [p.name for p in exp.phases], checked + 1, last_saved)
+    checked = step
+    since_log += host
+    record = {}
+    if at_log:
+      means = _mean_train_metrics(since_log)
+      since_log = []
+      rates = progress.update(step)
+      logging.info(progress.line(step, rates, means))
+      record.update(means, **{'train/steps_per_sec': rates['steps_per_sec'],
+                              'train/epoch': step / exp.steps_per_epoch})
+    if step == total:
+      record.update({'run/train_seconds': train_seconds,
+                     'run/steps_per_sec': (total - start) / max(train_seconds, 1e-9)})
+    # Saved before the eval: whatever the eval, figures or logging raise, the
+    # step's training is on disk (and a rerun evaluates it first).
+    if at_save or interrupts.requested:
+      ckpt.save(step, dp.unreplicate(dev_state))
+      last_saved = interrupts.last_saved = step
+    test_out = None
+    if at_eval:
+      variables = jax.device_get(dp.unreplicate(dev_state).eval_variables)
+      final, test_out = evaluator.evaluate(variables, dataset)
+      record.update(final)
+    writer.write(step, record)
+    if test_out is not None and main_process:
+      plots.write_figures(evaluator, variables, dataset, test_out, workdir / 'figures', step)
+    if interrupts.requested:
+      if last_saved != step:  # the signal came during the eval
         ckpt.save(step, dp.unreplicate(dev_state))
         last_saved = step
-      if preemption.requested:
-        break
-      progress.restart(step)  # eval, figures and saving do not count as training time
-      t0 = time.perf_counter()
-      if at_eval and loop_start is None:
-        # The steady-state clock starts after the first eval, when the step and
-        # the eval functions have compiled: see run/loop_seconds below.
-        loop_start = (step, t0)
+      break
+    progress.restart(step)  # eval, figures and saving do not count as training time
+    t0 = time.perf_counter()
+    if at_eval and loop_start is None:
+      # The steady-state clock starts after the first eval, when the step and
+      # the eval functions have compiled: see run/loop_seconds below.
+      loop_start = (step, t0)
   # Wall time of everything the loop did after its first eval (steps, data
   # drawing, logging, evals, figures, saves), for the benchmark's epoch time;
   # nan when the run had no eval before its last one.
   loop_steps = step - loop_start[0] if loop_start else 0
   loop_seconds = time.perf_counter() - loop_start[1] if loop_start else float('nan')
   ckpt.wait()
-  ckpt.close()
   distributed.barrier('train_and_evaluate:end')
   if step < total:
     logging.info('Preempted: saved step %d in %s; rerun the same command to resume.',

@@ -3,6 +3,7 @@
 import gzip
 import os
 import pathlib
+import socket
 
 import numpy as np
 import pytest
@@ -90,3 +91,48 @@ def test_official_mnist(tmp_path):
       counts, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
   assert abs(float(ds.test.images.mean()) * 255 - 33.7912) < 1e-3
   assert ds.train.labels[:5].tolist() == [5, 0, 4, 1, 9]  # file order, not TFDS's
+
+
+def _prepared_files(cache):
+  return sorted(p for p in (cache / data._IDX_BUILDER_DIR).rglob('*array_record*') if p.is_file())
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'delete'])
+def test_a_damaged_prepared_copy_is_set_aside_and_prepared_again(damage, idx_root, tmp_path):
+  cache = tmp_path / 'cache'
+  first = data.load('mnist', manual_dir=str(idx_root), cache=str(cache), num_valid=100,
+                    verify=False)
+  victim = _prepared_files(cache)[0]
+  if damage == 'truncate':
+    victim.write_bytes(victim.read_bytes()[:victim.stat().st_size // 3])
+  else:
+    victim.unlink()
+  again = data.load('mnist', manual_dir=str(idx_root), cache=str(cache), num_valid=100,
+                    verify=False)
+  np.testing.assert_array_equal(first.train.images, again.train.images)
+  np.testing.assert_array_equal(first.test.labels, again.test.labels)
+  aside = list((cache / data._IDX_BUILDER_DIR / 'mnist').glob('*.damaged.*'))
+  assert len(aside) == 1  # kept, not deleted
+
+
+def test_an_unwritable_cache_is_one_line(idx_root, tmp_path, monkeypatch):
+  def read_only(*args, **kwargs):  # what a read-only TFDS_DATA_DIR raises (as root, chmod can't)
+    raise PermissionError(13, 'Permission denied')
+
+  monkeypatch.setattr(tfds.core.GeneratorBasedBuilder, 'download_and_prepare', read_only)
+  with pytest.raises(data.DataError, match='Cannot write the prepared mnist to .*TFDS_DATA_DIR'):
+    data.load('mnist', manual_dir=str(idx_root), cache=str(tmp_path / 'cache'), num_valid=100,
+              verify=False)
+
+
+def test_an_unreachable_download_fails_fast_naming_the_offline_route(tmp_path, monkeypatch):
+  def offline(*args, **kwargs):
+    raise OSError(101, 'Network is unreachable')
+
+  monkeypatch.setattr(socket, 'create_connection', offline)
+  monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+  with pytest.raises(data.DataError, match=f'Cannot reach storage.googleapis.com.*'
+                                           f'{data.DATA_DIR_ENV}'):
+    data.load('mnist', cache=str(tmp_path))
+  with pytest.raises(data.DataError, match='Cannot reach ufldl.stanford.edu'):
+    data.load('svhn_cropped', cache=str(tmp_path))

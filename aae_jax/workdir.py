@@ -1,0 +1,186 @@
+"""A run's workdir: one experiment, one process at a time.
+
+* ``resolve``: ``--workdir`` checked (not empty), ``~`` expanded, created, writable.
+* ``Lock``: ``<workdir>/run.lock`` (host, pid, start time), taken before anything
+  else is written; a second run on a busy workdir stops with one line naming the
+  first. A lock left by a process of this host that is gone is taken over.
+* ``check_config``: a rerun whose config differs from the workdir's
+  ``config.json`` (the first segment's) in a field that changes what is trained
+  is refused, listing the differences, unless ``allow_config_change``;
+  ``record_config`` appends every segment's config to ``config_history.jsonl``,
+  never overwriting anything.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import socket
+
+from absl import logging
+
+from aae_jax import errors
+from aae_jax import files
+
+LOCK_NAME = 'run.lock'
+CONFIG_NAME = 'config.json'
+HISTORY_NAME = 'config_history.jsonl'
+# Fields a resumed run may change: when and how it logs, evaluates, saves and
+# runs, not what it trains. Prefixes end with '.'.
+RESUME_SAFE = ('num_train_steps', 'steps_per_dispatch', 'log_every', 'eval_every',
+               'checkpoint_every', 'checkpoints_to_keep', 'eval_batch_size',
+               'allow_config_change', 'allow_restart', 'evaluation.', 'parallel.',
+               'data.manual_dir', 'data.cache_dir', 'data.verify_checksums')
+
+
+def resolve(workdir: str | os.PathLike) -> pathlib.Path:
+  """The workdir as a path: ``~`` expanded, created, checked writable."""
+  workdir = os.fspath(workdir)
+  if not workdir or not workdir.strip():
+    raise errors.UserError('--workdir is empty: give the folder the run writes to '
+                           '(e.g. --workdir=runs/my_run).')
+  path = pathlib.Path(os.path.expanduser(workdir.strip()))
+  if '~' in path.parts:
+    raise errors.UserError(f'--workdir={workdir} has a "~" the shell did not expand; write '
+                           'the full path (e.g. $HOME/runs/x).')
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f'.write_test.{os.getpid()}'
+    probe.write_text('')
+    probe.unlink()
+  except OSError as e:
+    raise errors.UserError(f'--workdir={workdir} is not writable ({e.strerror}); choose a '
+                           'folder you can create files in.') from e
+  return path
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # someone else's process
+    return True
+  return True
+
+
+class Lock:
+  """``<workdir>/run.lock`` held for the ``with`` block (a no-op when not ``enabled``)."""
+
+  def __init__(self, workdir: pathlib.Path, enabled: bool = True):
+    self.path = workdir / LOCK_NAME
+    self.enabled = enabled
+    self.held = False
+
+  def _mine(self) -> dict:
+    return {'host': socket.gethostname(), 'pid': os.getpid(),
+            'started': datetime.datetime.now().isoformat(timespec='seconds')}
+
+  def _holder(self) -> dict:
+    try:
+      return json.loads(self.path.read_text())
+    except (OSError, ValueError):
+      return {}
+
+  def acquire(self) -> None:
+    if not self.enabled:
+      return
+    mine = json.dumps(self._mine())
+    try:
+      fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      holder = self._holder()
+      same_host = holder.get('host') == socket.gethostname()
+      pid = holder.get('pid')
+      if not (same_host and isinstance(pid, int) and not _alive(pid)):
+        raise errors.UserError(
+            f'{self.path.parent} is in use by pid {holder.get("pid", "?")} on '
+            f'{holder.get("host", "?")} since {holder.get("started", "?")} ({self.path}): '
+            'wait for that run, or use another --workdir; delete the lock file only if '
+            'that process is gone.') from None
+      logging.warning('Taking over %s, left by pid %d (no longer running).', self.path, pid)
+      files.write_atomic(self.path, mine)
+    else:
+      with os.fdopen(fd, 'w') as f:
+        f.write(mine)
+    self.held = True
+
+  def release(self) -> None:
+    if self.held:
+      if self._holder().get('pid') == os.getpid():
+        self.path.unlink(missing_ok=True)
+      self.held = False
+
+  def __enter__(self):
+    self.acquire()
+    return self
+
+  def __exit__(self, *exc):
+    self.release()
+
+
+def _flat(tree, prefix=''):
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out
+
+
+def _safe(field: str) -> bool:
+  return any(field == s or (s.endswith('.') and field.startswith(s)) for s in RESUME_SAFE)
+
+
+def differences(old: dict, new: dict) -> dict[str, tuple]:
+  """Fields whose values differ between two configs (as JSON dicts): field -> (old, new)."""
+  a, b = _flat(old), _flat(new)
+  return {k: (a.get(k, '<absent>'), b.get(k, '<absent>'))
+          for k in sorted(a.keys() | b.keys()) if a.get(k, '<absent>') != b.get(k, '<absent>')}
+
+
+def _as_json(config) -> dict:
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def check_config(config, workdir: pathlib.Path, resuming: bool) -> None:
+  """Refuses a rerun that would train something else than the workdir's experiment.
+
+  Args:
+    resuming: the workdir holds checkpoints (of an earlier segment).
+  """
+  first_path = workdir / CONFIG_NAME
+  if config.get('allow_config_change', False):
+    return
+  if first_path.exists():
+    changed = {k: v for k, v in differences(json.loads(first_path.read_text()),
+                                            _as_json(config)).items() if not _safe(k)}
+    if changed:
+      shown = '; '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in list(changed.items())[:4])
+      more = f' (and {len(changed) - 4} more)' if len(changed) > 4 else ''
+      raise errors.UserError(
+          f'{workdir} holds another experiment: {shown}{more} differ from its '
+          f'{CONFIG_NAME}. Use a new --workdir, or rerun with the recorded values; '
+          '--config.allow_config_change=True continues with the change (recorded in '
+          f'{HISTORY_NAME}).')
+  elif resuming:
+    raise errors.UserError(
+        f'{workdir} holds checkpoints but no {CONFIG_NAME}: what they were trained with is '
+        'unknown. Restore the file, or rerun with --config.allow_config_change=True to '
+        'record this run\'s config as the workdir\'s.')
+
+
+def record_config(config, workdir: pathlib.Path, step: int) -> None:
+  """Writes ``config.json`` if the workdir has none, and appends this segment
+  (its start step and full config) to ``config_history.jsonl``."""
+  first_path, history = workdir / CONFIG_NAME, workdir / HISTORY_NAME
+  new = _as_json(config)
+  if not first_path.exists():
+    files.write_atomic(first_path, json.dumps(new, indent=2, sort_keys=True))
+  with open(history, 'a') as f:
+    f.write(json.dumps({'start_step': int(step), 'host': socket.gethostname(),
+                        'time': datetime.datetime.now().isoformat(timespec='seconds'),
+                        'config': new}, sort_keys=True) + '\n')
