@@ -261,4 +261,20 @@ def test_a_row_without_a_paper_number_shows_no_gap(tmp_path):
   assert paper_rule.mean == pytest.approx(0.38) and majority.mean == pytest.approx(0.35)
   assert paper_rule.gap is None
   cells = report.table_row(paper_rule, tmp_path)
-  assert cells[5] == report.NO_PAPER and cells[6] == '38.00 ± 0.00' and cells[7] == '–'
+  by_column = dict(zip(report.HEADER, cells))
+  assert by_column['paper'] == report.NO_PAPER and by_column['ours'] == '38.00 ± 0.00'
+  assert by_column['gap'] == '–' and by_column['paper at our epochs'] == '–'
+
+
+def test_the_paper_at_our_epochs_is_its_latest_point_all_runs_reached(tmp_path):
+  row = _row('mnist_semisup.py:100,epochs=50')
+  assert row.paper_epochs == ((1, '16.5'), (50, '3.4'))
+  for seed, epochs in ((0, 50), (1, 50)):
+    records = [_eval(500 * e, 0.1, 0.1) for e in range(1, epochs + 1)]
+    write_run(tmp_path / f's{seed}', config='configs/mnist_semisup.py:100,epochs=50',
+              seed=seed, records=records)
+  (result,) = [r for r in report.summarize(report.collect(tmp_path)) if r.row is row]
+  assert report.format_paper_at(row, result.runs) == '3.4 (epoch 50)'
+  short = [report.RunResult(r.run, r.value, r.step, r.epoch, 10.0, None) for r in result.runs]
+  assert report.format_paper_at(row, short) == '16.5 (epoch 1)'  # 10 epochs: only epoch 1
+  assert report.format_paper_at(_row('mnist_parzen.py'), result.runs) == report.EMPTY
