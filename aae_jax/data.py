@@ -277,8 +277,8 @@ def check_reachable(name: str, timeout: float = 15.0) -> None:
     try:
       socket.create_connection((host, port), timeout=timeout).close()
     except OSError as e:
-      offline = (f'set {DATA_DIR_ENV} to a folder holding {name}/ with its official files'
-                 if name in IDX_DATASETS else 'run where the network reaches it once '
+      offline = (f'set {DATA_DIR_ENV} to a folder holding {name}/ with the official files '
+                 f'{", ".join(EXPECTED_FILES)}' if name in IDX_DATASETS else 'run where the network reaches it once '
                  '(the prepared copy is cached in TFDS_DATA_DIR), or choose '
                  f'data.name among {", ".join(IDX_DATASETS)} with {DATA_DIR_ENV}')
       raise DataError(f'Cannot reach {host} to download {name} ({e}): {offline}.') from e

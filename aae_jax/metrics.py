@@ -1,4 +1,4 @@
-"""``metrics.jsonl`` writing and the progress line."""
+"""A run's metrics: ``metrics.jsonl``, TensorBoard event files and the progress line."""
 
 from __future__ import annotations
 
@@ -66,6 +66,58 @@ class MetricWriter:
       files.write_atomic(self.path, ''.join(kept))
       logging.info('Resuming at step %d: moved %d metric records written after it to '
                    'metrics.dropped.jsonl.', step, len(dropped))
+
+
+class TensorBoard:
+  """The run's scalars and figures as TensorBoard event files in ``<workdir>/tensorboard``.
+
+  ``metrics.jsonl`` stays the record the results table is built from; these are
+  for ``tensorboard --logdir <workdir>``. A resumed run starts with a purge at
+  its first step, so TensorBoard drops what an interrupted segment logged past
+  its checkpoint. Written through tensorboardX (no TensorFlow).
+  """
+
+  def __init__(self, workdir: str | os.PathLike, enabled: bool = True):
+    self.directory = pathlib.Path(workdir) / 'tensorboard'
+    self.enabled = enabled
+    self.start_step = 0  # where this segment starts: set before the first write
+    self._writer = None
+
+  def _get(self):
+    if self._writer is None:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      # Events past the checkpoint this segment resumed from are dropped.
+      self._writer = tensorboardX.SummaryWriter(
+          str(self.directory), purge_step=self.start_step + 1 if self.start_step else None)
+    return self._writer
+
+  def scalars(self, step: int, metrics: dict) -> None:
+    """Every scalar of ``metrics`` (arrays such as code moments are left out)."""
+    if not self.enabled or not metrics:
+      return
+    writer = self._get()
+    for name, value in sorted(metrics.items()):
+      value = np.asarray(value)
+      if value.ndim == 0 and np.issubdtype(value.dtype, np.number):
+        writer.add_scalar(name, float(value), int(step))
+    writer.flush()
+
+  def images(self, step: int, paths) -> None:
+    """PNG files (the run's figures) as images named ``figures/<file stem>``."""
+    if not self.enabled or not paths:
+      return
+    import matplotlib.image  # pylint: disable=g-import-not-at-top
+    writer = self._get()
+    for path in paths:
+      image = matplotlib.image.imread(path)[..., :3]
+      writer.add_image(f'figures/{pathlib.Path(path).stem}', image, int(step),
+                       dataformats='HWC')
+    writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
 
 
 def _parse(line: str) -> dict | None:

@@ -86,7 +86,7 @@ def percentile_grid(prior_samples: np.ndarray, n: int) -> np.ndarray:
 
 
 def write_figures(evaluator, variables, dataset, test_out: dict, directory: pathlib.Path,
-                  step: int) -> None:
+                  step: int) -> list[pathlib.Path]:
   """The figures of an experiment, from the test outputs the evaluation computed.
 
   ``evaluator`` is the run's ``evaluate.Evaluator`` (it decodes). Always: test
@@ -96,6 +96,7 @@ def write_figures(evaluator, variables, dataset, test_out: dict, directory: path
   that also reads a class adds ``style.png`` (rows: one style z each, columns:
   classes); an unsupervised q(y|x) adds ``clusters.png`` (each row: the
   cluster's head, decoded with style zero, then its most confident test members).
+  Returns the paths written.
   """
   directory.mkdir(parents=True, exist_ok=True)
   aae = evaluator.aae
@@ -131,6 +132,8 @@ def write_figures(evaluator, variables, dataset, test_out: dict, directory: path
   pairs = np.stack([images(originals), images(recon)], axis=1)
   image_grid(pairs.reshape((-1,) + pairs.shape[2:]), 10, directory / 'reconstructions.png',
              'test images (odd columns) and reconstructions')
+  names = ('latent_test', 'prior_grid', 'samples', 'style', 'clusters', 'reconstructions')
+  return [directory / f'{n}.png' for n in names if (directory / f'{n}.png').exists()]
 
 
 def _cluster_figure(evaluator, variables, test_out, dataset, path, members: int = 15):

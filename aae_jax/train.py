@@ -330,6 +330,30 @@ def check_finite(chunks: list[dict], phase_names: Sequence[str], first_step: int
         'resume from it.')
 
 
+class _Profile:
+  """A ``jax.profiler`` trace of ``num_steps`` steps (0: none), from the second chunk
+  of this segment (the first one compiles), into ``directory``."""
+
+  def __init__(self, directory: pathlib.Path, num_steps: int, start: int):
+    self.directory, self.num_steps, self.start = directory, num_steps, start
+    self.from_step = None  # where the trace began; -1 once it is written
+
+  def before(self, step: int) -> None:
+    if self.num_steps and self.from_step is None and step > self.start:
+      jax.profiler.start_trace(str(self.directory))
+      self.from_step = step
+
+  def after(self, step: int, state, force: bool = False) -> None:
+    if self.from_step is None or self.from_step < 0:
+      return
+    if force or step - self.from_step >= self.num_steps:
+      jax.block_until_ready(state)
+      jax.profiler.stop_trace()
+      logging.info('Profiled steps %d-%d into %s: tensorboard --logdir %s (Profile tab).',
+                   self.from_step + 1, step, self.directory, self.directory)
+      self.from_step = -1
+
+
 def _disk_full(e: BaseException) -> bool:
   """Whether ``e`` (or an exception it was raised from) is a full disk or quota."""
   while e is not None:
@@ -399,8 +423,10 @@ def _train(config, workdir: pathlib.Path, dataset, interrupts: interrupts_lib.In
                len(dataset.valid), len(dataset.test), exp.steps_per_epoch,
                dp.num_devices, dp.backend)
   ckpt = checkpoint.Checkpointer(checkpoints, keep=config.checkpoints_to_keep)
+  tensorboard = metrics_lib.TensorBoard(workdir, enabled=main_process)
   try:
-    return _run(config, workdir, dataset, exp, dp, ckpt, interrupts, main_process)
+    return _run(config, workdir, dataset, exp, dp, ckpt, tensorboard, interrupts,
+                main_process)
   except BaseException:
     # Whatever stopped the run, a checkpoint being written completes first.
     try:
@@ -411,10 +437,11 @@ def _train(config, workdir: pathlib.Path, dataset, interrupts: interrupts_lib.In
     raise
   finally:
     ckpt.close()
+    tensorboard.close()
 
 
-def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, interrupts,
-         main_process: bool) -> dict:
+def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, tensorboard,
+         interrupts, main_process: bool) -> dict:
   start, state = ckpt.restore_latest(exp.state)
   if not start and ckpt.set_aside and not config.allow_restart:
     raise errors.UserError(
@@ -426,6 +453,17 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, inte
     workdir_lib.record_config(config, workdir, start)
   writer = metrics_lib.MetricWriter(workdir, enabled=main_process)
   writer.truncate_after(start)
+  tensorboard.start_step = start
+
+  def log(step, record):
+    writer.write(step, record)
+    tensorboard.scalars(step, record)
+
+  def figures(step, variables, test_out):
+    if main_process:
+      tensorboard.images(step, plots.write_figures(evaluator, variables, dataset, test_out,
+                                                   workdir / 'figures', step))
+
   if start:
     logging.info('Resumed from %s at step %d.', ckpt.directory, start)
   interrupts.last_saved = start
@@ -436,9 +474,8 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, inte
     # The run stopped after saving this step but before its eval was written.
     variables = jax.device_get(state.eval_variables)
     final, test_out = evaluator.evaluate(variables, dataset)
-    writer.write(start, final)
-    if main_process:
-      plots.write_figures(evaluator, variables, dataset, test_out, workdir / 'figures', start)
+    log(start, final)
+    figures(start, variables, test_out)
     logging.info('Evaluated step %d, saved before its eval: %s', start, _summary(final))
   if start >= total:
     if not final:
@@ -457,13 +494,16 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, inte
   compiled = functools.cache(functools.partial(exp.chunk, dp))
 
   progress = metrics_lib.Progress(start, total)
+  profile = _Profile(workdir / 'profile', config.get('profile_steps', 0), start)
   pending, since_log = [], []
   step, checked, last_saved = start, start, start
   train_seconds, t0, loop_start = 0.0, time.perf_counter(), None
   while step < total:
     num_steps = _next_stop(step, config) - step
+    profile.before(step)
     dev_state, chunk_metrics = compiled(num_steps)(dev_state, *inputs)
     step += num_steps
+    profile.after(step, dev_state)
     pending.append(chunk_metrics)
     if len(pending) > 1:  # at most two dispatches in flight
       jax.block_until_ready(pending[-2])
@@ -499,9 +539,9 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, inte
       variables = jax.device_get(dp.unreplicate(dev_state).eval_variables)
       final, test_out = evaluator.evaluate(variables, dataset)
       record.update(final)
-    writer.write(step, record)
-    if test_out is not None and main_process:
-      plots.write_figures(evaluator, variables, dataset, test_out, workdir / 'figures', step)
+    log(step, record)
+    if test_out is not None:
+      figures(step, variables, test_out)
     if interrupts.requested:
       if last_saved != step:  # the signal came during the eval
         ckpt.save(step, dp.unreplicate(dev_state))
@@ -518,6 +558,7 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, inte
   # nan when the run had no eval before its last one.
   loop_steps = step - loop_start[0] if loop_start else 0
   loop_seconds = time.perf_counter() - loop_start[1] if loop_start else float('nan')
+  profile.after(step, dev_state, force=True)
   ckpt.wait()
   distributed.barrier('train_and_evaluate:end')
   if step < total:

@@ -68,6 +68,7 @@ def check(config) -> None:
        'at least 1: how many of the newest checkpoints stay on disk')
   _int('eval_batch_size', config.eval_batch_size, 1, 'a positive number of examples')
   _fraction('ema_decay', config.ema_decay)
+  _int('profile_steps', config.get('profile_steps', 0), 0, '0 (off) or a number of steps')
   _int('data.num_valid', config.data.num_valid, 1, 'a positive number of examples')
   _int('data.exclude_class', config.data.exclude_class, -1, '-1 (none) or a class index')
   m = config.model

@@ -31,7 +31,8 @@ HISTORY_NAME = 'config_history.jsonl'
 # runs, not what it trains. Prefixes end with '.'.
 RESUME_SAFE = ('num_train_steps', 'steps_per_dispatch', 'log_every', 'eval_every',
                'checkpoint_every', 'checkpoints_to_keep', 'eval_batch_size',
-               'allow_config_change', 'allow_restart', 'evaluation.', 'parallel.',
+               'allow_config_change', 'allow_restart', 'profile_steps', 'evaluation.',
+               'parallel.',
                'data.manual_dir', 'data.cache_dir', 'data.verify_checksums')
 
 

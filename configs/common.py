@@ -38,6 +38,9 @@ def base():
   # start again from step 0, unless allow_restart (aae_jax/workdir.py).
   c.allow_config_change = False
   c.allow_restart = False
+  # > 0: a jax.profiler trace of this many steps (from the second chunk, once the
+  # step has compiled) in <workdir>/profile, for TensorBoard's profile plugin.
+  c.profile_steps = 0
 
   # manual_dir: folder holding <name>/ with the official files; '' means
   # $AAE_DATA_DIR, and without it TFDS downloads. cache_dir: where prepared
