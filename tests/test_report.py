@@ -278,3 +278,15 @@ def test_the_paper_at_our_epochs_is_its_latest_point_all_runs_reached(tmp_path):
   short = [report.RunResult(r.run, r.value, r.step, r.epoch, 10.0, None) for r in result.runs]
   assert report.format_paper_at(row, short) == '16.5 (epoch 1)'  # 10 epochs: only epoch 1
   assert report.format_paper_at(_row('mnist_parzen.py'), result.runs) == report.EMPTY
+
+
+def test_learning_curves_are_drawn_per_row_with_runs(tmp_path):
+  write_run(tmp_path / 'r' / 'a', records=semisup_records([(0.05, 0.06), (0.03, 0.04)]))
+  write_run(tmp_path / 'r' / 'b', seed=1,
+            records=semisup_records([(0.06, 0.07), (0.02, 0.03)]))
+  results = report.summarize(report.collect(tmp_path / 'r'))
+  written = report.draw_curves(results, tmp_path / 'curves')
+  assert [p.name for p in written] == ['mnist_semisup_1000__test_error.png']
+  assert written[0].stat().st_size > 5000
+  assert report.curve_name(_row('mnist_semisup.py:100,epochs=50')) == (
+      'mnist_semisup_100_epochs=50__test_error.png')

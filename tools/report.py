@@ -1,6 +1,6 @@
 """The README's results table, built from logged runs so no number is typed by hand.
 
-    python -m tools.report results/ [--readme README.md]
+    python -m tools.report results/ [--readme README.md] [--curves results/curves]
 
 (from the repository root).
 
@@ -466,12 +466,82 @@ def update_readme(path, block: str) -> bool:
 # ----------------------------------------------------------------------------- CLI
 
 
+# ----------------------------------------------------------------------------- curves
+
+
+def curve_name(row: Row) -> str:
+  """The file a row's learning curves go to, e.g. 'mnist_semisup_100_epochs=50__test_error.png'."""
+  config = re.sub(r'[^A-Za-z0-9=]+', '_', row.config.replace('.py', '')).strip('_')
+  return f'{config}__{row.metric.split("/")[-1]}.png'
+
+
+def _curve(records, key):
+  points = [(epoch_at(records, r['step']), r[key]) for r in records
+            if _finite(r.get(key))]
+  return [(e, v) for e, v in points if e is not None]
+
+
+def draw_curves(results, directory) -> list[pathlib.Path]:
+  """Per row with runs: its metric (solid) and selection metric (dashed) against
+  epochs, one colour per seed, with the paper's own run where it reports points on
+  the way (black dots) and its final number (dotted line). Returns the files."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  directory = pathlib.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  written = []
+  for result in results:
+    row = result.row
+    if not result.runs:
+      continue
+    scale = UNITS[row.unit][0]
+    if not any(_curve(r.run.records, row.metric) for r in result.runs):
+      continue  # no eval on the way (a k-means fit): nothing to draw
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, r in enumerate(result.runs):
+      colour = f'C{i}'
+      label = f'seed {r.run.seed}' if r.run.seed is not None else r.run.path.name
+      keys = [(row.metric, '-', 1.0, 'test')]
+      if row.select is not None:
+        keys.append((row.select.key, '--', 0.6, row.select.key.split('/')[-1]))
+      for key, style, alpha, name in keys:
+        points = _curve(r.run.records, key)
+        if points:
+          ax.plot([e for e, _ in points], [v * scale for _, v in points], style, color=colour,
+                  alpha=alpha, marker='.', label=f'{label}: {name}')
+    if row.paper_epochs:
+      ax.plot([e for e, _ in row.paper_epochs], [paper_number(n) for _, n in row.paper_epochs],
+              'ko', label="the paper's run at these epochs")
+    if row.paper != NO_PAPER:
+      ax.axhline(paper_number(row.paper), color='k', ls=':', label='the paper, final')
+    ax.set_xlabel('epoch')
+    ax.set_ylabel(f'{row.metric}' + (' (%)' if row.unit == 'percent' else f' ({row.unit})'))
+    if row.unit == 'percent':
+      ax.set_yscale('log')
+      for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        axis(matplotlib.ticker.FormatStrFormatter('%g'))
+    ax.set_title(f'{row.id} {row.name} ({row.config})', fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = directory / curve_name(row)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+  return written
+
+
 def parse_args(argv):
   parser = argparse.ArgumentParser(
       prog='python -m tools.report',
       description="Builds the README's results table from the logged runs under RESULTS_DIR.")
   parser.add_argument('results_dir', help='folder searched recursively for run folders')
   parser.add_argument('--readme', help='file whose report:begin/end block gets the table')
+  parser.add_argument('--curves', default=None,
+                      help="folder for each row's learning curves (default: "
+                      "RESULTS_DIR/curves; '' for none)")
   return parser.parse_args(argv[1:])
 
 
@@ -479,8 +549,13 @@ def main(argv) -> int:
   args = parse_args(argv)
   try:
     relative_to = pathlib.Path(args.readme).parent if args.readme else pathlib.Path('.')
-    table = render(summarize(collect(args.results_dir)), relative_to=relative_to)
+    results = summarize(collect(args.results_dir))
+    table = render(results, relative_to=relative_to)
     print(table, end='')
+    curves = (pathlib.Path(args.results_dir) / 'curves' if args.curves is None
+              else args.curves)
+    if curves:
+      logging.info('Learning curves: %s.', ', '.join(map(str, draw_curves(results, curves))))
     if args.readme:
       changed = update_readme(args.readme, table)
       logging.info('%s: %s.', args.readme, 'table updated' if changed else 'already up to date')
