@@ -40,7 +40,7 @@ def get_config(arg: str = '1000'):
   c.model.heads_init_std = 5.0
   c.loss.head_threshold = 6.0
   c.loss.head_weight = 1.0
-  c.num_train_steps = 3_000  # 6 epochs (what the 2-core CPU allowed; README)
+  c.num_train_steps = 3_000  # 6 epochs (what the 2-core CPU allowed; docs/experiments.md)
   c.eval_every = c.checkpoint_every = 1_000
   recipe = dict(b1=0.5, decay_epochs=(4, 5), decay_factor=0.3)
   common.set_optimizers(c, ('recon', 'disc', 'disc_y', 'gen'), 'adam', 5e-4, **recipe)

@@ -13,7 +13,7 @@ Gaussian discriminator on z, the categorical discriminator on q(y|x), the
 generator (the encoder fools both), cross-entropy on a labelled batch. Metrics:
 ``eval/valid_error`` and ``eval/test_error`` (argmax of q(y|x)).
 
-The default schedule is 10 epochs of Adam (CPU-scale); its results are in README.md.
+The default schedule is 10 epochs of Adam (CPU-scale); its results are in README.md and docs/experiments.md.
 The NN baseline of the same trunk on the labels alone: configs/mnist_nn_baseline.py.
 """
 
@@ -29,7 +29,7 @@ def get_config(arg: str = '1000'):
                          num_labels=LABELS[a.labels])
   c.model.input_noise_std = 0.3  # on the encoder's input, training only (paper)
   # The labelled phase already makes q(y|x) one-hot here; the categorical
-  # discriminator needs no input noise (measured: README, semi-supervised).
+  # discriminator needs no input noise (measured: docs/experiments.md, semi-supervised).
   c.model.disc_y_input_noise_std = 0.0
   c.ema_decay = 0.999  # evaluate the parameter average (about the last 1,000 steps)
   epochs = int(a.epochs)

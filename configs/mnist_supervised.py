@@ -8,7 +8,7 @@ a label. ``,smoke`` for tests.
 
 ``:conditional`` also shows the label to the discriminator (real pairs: a prior
 sample with the example's label), which penalises styles that depend on the
-label; not in the paper (see README: with the unconditional discriminator the
+label; not in the paper (docs/experiments.md: with the unconditional discriminator the
 style z still carried the digit after 6 epochs).
 """
 
