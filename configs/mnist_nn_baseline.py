@@ -10,6 +10,10 @@ phase only, cross-entropy of q(y|x) on a labelled mini-batch
 (``model.regularizer='none'``): no reconstruction, no discriminators. The gap to
 the semi-supervised row is what the autoencoder and the adversarial phases add.
 ``eval/valid_error`` selects the eval, ``eval/test_error`` is reported.
+
+Measured (results/mnist_nn_baseline_100_50ep, ``:100,epochs=50``, seed 0, 2-core CPU
+shared with test runs): 22.43 % test error at epoch 31 (selected by validation;
+23.21 % at epoch 50), 7.4 min of training at 56 steps/s; the paper: 25.80 %.
 """
 
 from configs import common
