@@ -14,6 +14,10 @@ generator (the encoder fools both), cross-entropy on a labelled batch. Metrics:
 ``eval/valid_error`` and ``eval/test_error`` (argmax of q(y|x)).
 
 The default schedule is 10 epochs of Adam (CPU-scale); its results are in README.md and docs/experiments.md.
+Measured at ``:100,epochs=50`` (results/mnist_semisup_100_50ep, seed 0, 2-core CPU,
+46.6 min of training at 8.9 steps/s, shared with test runs for most of it): 3.74 %
+test error selected by validation (epoch 37), 3.73 % after epoch 50; the paper's run
+was at 3.4 % after its epoch 50, and 1.90 % after 5000.
 The NN baseline of the same trunk on the labels alone: configs/mnist_nn_baseline.py.
 """
 
