@@ -237,11 +237,6 @@ def from_config(model_config, data_dim: int, axis_name: str | None = None):
                      f'choose one of {", ".join(ENCODER_KINDS)}.')
   if m.encoder == 'universal' and m.noise_dim <= 0:
     raise errors.UserError('model.encoder="universal" needs model.noise_dim > 0.')
-  if not 0 <= m.input_dropout < 1:
-    raise errors.UserError(f'model.input_dropout={m.input_dropout} must be in [0, 1).')
-  if m.num_classes < 0:
-    raise errors.UserError(f'model.num_classes={m.num_classes} must be 0 (no q(y|x) head) '
-                           'or the number of categories.')
   precision_lib.dot_general(m.precision)  # rejects an unknown policy here, by its field
   encoder = Encoder(kind=m.encoder, hidden=hidden, code_dim=m.code_dim,
                     noise_dim=m.noise_dim, input_noise_std=m.input_noise_std,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import os
 import pathlib
 import time
 from typing import Sequence
@@ -221,15 +220,17 @@ class Experiment:
       inputs += (dp.replicate(jnp.asarray(self.labelled_idx, jnp.int32)),)
     return inputs
 
+  def chunk_fn(self, num_devices: int, num_steps: int):
+    """The per-device ``make_train_chunk`` of this experiment (not compiled)."""
+    return make_train_chunk(self.phases, batch_size=self.batch_size,
+                            num_devices=num_devices, num_steps=num_steps,
+                            num_examples=len(self.train_labels),
+                            num_labelled=self.num_labelled, ema_decay=self.ema_decay)
+
   def chunk(self, dp: parallel.DataParallel, num_steps: int):
-    """``make_train_chunk`` of ``num_steps`` steps compiled for ``dp``'s devices:
+    """``chunk_fn`` of ``num_steps`` steps compiled for ``dp``'s devices:
     ``fn(state, *chunk_inputs(dp, images)) -> (state, per-step metrics)``."""
-    return dp.compile(make_train_chunk(self.phases, batch_size=self.batch_size,
-                                       num_devices=dp.num_devices, num_steps=num_steps,
-                                       num_examples=len(self.train_labels),
-                                       num_labelled=self.num_labelled,
-                                       ema_decay=self.ema_decay),
-                      sharded_argnums=(1, 2))
+    return dp.compile(self.chunk_fn(dp.num_devices, num_steps), sharded_argnums=(1, 2))
 
 
 def _check_labels(config, aae: model_lib.AAE, num_labels: int) -> None:
@@ -250,7 +251,9 @@ def _check_labels(config, aae: model_lib.AAE, num_labels: int) -> None:
 
 
 def build(config, dataset: data_lib.Dataset) -> Experiment:
-  """The modules, phases and initial state that ``config`` describes."""
+  """The modules, phases and initial state that ``config`` describes (its values
+  checked first, ``validation.check``)."""
+  validation.check(config)
   num_train = len(dataset.train)
   if not 0 < config.batch_size <= num_train:
     raise errors.UserError(f'batch_size={config.batch_size} must be between 1 and the '
@@ -270,9 +273,6 @@ def build(config, dataset: data_lib.Dataset) -> Experiment:
   supervised = bool(aae.num_classes and num_labels)
   phase_list = phases_lib.from_config(aae, config, steps_per_epoch, supervised)
   init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  if not 0 <= config.ema_decay < 1:
-    raise errors.UserError(f'ema_decay={config.ema_decay} must be in [0, 1); 0 turns the '
-                           'parameter average off.')
   state = create_train_state(phase_list, aae.init(init_key, data_dim), train_key,
                              ema=config.ema_decay > 0)
   return Experiment(aae=aae, phases=phase_list, state=state,
@@ -545,7 +545,7 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, tens
     if interrupts.requested:
       if last_saved != step:  # the signal came during the eval
         ckpt.save(step, dp.unreplicate(dev_state))
-        last_saved = step
+        last_saved = interrupts.last_saved = step
       break
     progress.restart(step)  # eval, figures and saving do not count as training time
     t0 = time.perf_counter()

@@ -237,17 +237,10 @@ class JaxStep:
     self.state, m = self.fn(self.state, *self.args)
     jax.block_until_ready(m)
 
-  def _chunk(self, num_steps):
-    """The per-device chunk (uncompiled), for XLA's flop count."""
-    return train.make_train_chunk(
-        self.exp.phases, batch_size=self.batch_size, num_devices=self.dp.num_devices,
-        num_steps=num_steps, num_examples=self.num_examples,
-        num_labelled=self.exp.num_labelled, ema_decay=self.exp.ema_decay)
-
   def flops_per_example(self) -> float:
     """XLA's count for one step (a one-step program, so no loop trip counts)."""
-    one = self.dp.shard_map_program(self._chunk(1), len(self.abstract_args),
-                                    sharded_argnums=(1, 2))
+    one = self.dp.shard_map_program(self.exp.chunk_fn(self.dp.num_devices, 1),
+                                    len(self.abstract_args), sharded_argnums=(1, 2))
     cost = one.lower(*self.abstract_args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost['flops']) * self.dp.num_devices / self.batch_size
