@@ -90,13 +90,9 @@ def reference(env, tmp_path_factory):
   return workdir
 
 
-def test_same_config_and_seed_give_identical_runs(env, reference, tmp_path):
-  result = run(env, tmp_path, *RUN)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert_same_run(reference, tmp_path)
-
-
 def test_sigkill_then_rerun_ends_bit_identical(env, reference, tmp_path):
+  """Also the determinism test: ``reference`` is another process's uninterrupted run
+  of the same config and seed, so two runs that differed at all would fail here."""
   process = start(env, tmp_path, *RUN)
   wait_for(tmp_path / 'checkpoints' / '20', process)
   process.kill()
@@ -118,6 +114,12 @@ def test_a_signal_saves_the_current_step_and_exits_zero(env, reference, tmp_path
   assert 'Traceback' not in stderr
   saved = int(stderr.split('Preempted: saved step ')[1].split()[0])
   assert 20 < saved < 60 and (tmp_path / 'checkpoints' / str(saved)).is_dir()
+  if signum == signal.SIGINT:
+    # One handler serves both signals (interrupts.py): the SIGTERM case resumes the
+    # save to the end; here the saved step only needs to restore.
+    step, _ = final_state(tmp_path)
+    assert step == saved
+    return
   result = run(env, tmp_path, *RUN)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f'at step {saved}' in result.stderr
