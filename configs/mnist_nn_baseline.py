@@ -11,9 +11,10 @@ phase only, cross-entropy of q(y|x) on a labelled mini-batch
 the semi-supervised row is what the autoencoder and the adversarial phases add.
 ``eval/valid_error`` selects the eval, ``eval/test_error`` is reported.
 
-Measured (results/mnist_nn_baseline_100_50ep, ``:100,epochs=50``, seed 0, 2-core CPU
-shared with test runs): 22.43 % test error at epoch 31 (selected by validation;
-23.21 % at epoch 50), 7.4 min of training at 56 steps/s; the paper: 25.80 %.
+Measured (results/mnist_nn_baseline_100_50ep*, ``:100,epochs=50``, seeds 0-2, one run
+at a time on a 2-core CPU, partly shared with test runs): 21.97 +- 2.40 % test error
+(22.43 / 24.11 / 19.37 % at the epoch validation selects, 31 / 46 / 19), 5.6-7.4 min of
+training each at 55-75 steps/s; the paper: 25.80 %.
 """
 
 from configs import common
