@@ -14,10 +14,12 @@ generator (the encoder fools both), cross-entropy on a labelled batch. Metrics:
 ``eval/valid_error`` and ``eval/test_error`` (argmax of q(y|x)).
 
 The default schedule is 10 epochs of Adam (CPU-scale); its results are in README.md and docs/experiments.md.
-Measured at ``:100,epochs=50`` (results/mnist_semisup_100_50ep, seed 0, 2-core CPU,
-46.6 min of training at 8.9 steps/s, shared with test runs for most of it): 3.74 %
-test error selected by validation (epoch 37), 3.73 % after epoch 50; the paper's run
-was at 3.4 % after its epoch 50, and 1.90 % after 5000.
+Measured at ``:100,epochs=50`` (results/mnist_semisup_100_50ep*, seeds 0-2, one run at
+a time on a 2-core CPU): 3.62 +- 0.15 % test error selected by validation (3.74 / 3.45 /
+3.66 %), 3.73 / 3.51 / 3.62 % after epoch 50, flat over the last 10 epochs; 17-21 % after
+epoch 1. The paper's run was at 16.5 % after its epoch 1, 3.4 % after epoch 50 and 1.90 %
+after 5000. Training took 28 and 32 min alone (15.0 and 13.0 steps/s; seed 0, 47 min at
+8.9 steps/s, shared the cores with test runs).
 The NN baseline of the same trunk on the labels alone: configs/mnist_nn_baseline.py.
 """
 
