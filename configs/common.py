@@ -123,6 +123,13 @@ def base():
 
 
 PHASES = ('recon', 'disc', 'gen', 'disc_y', 'supervised')  # the fields of config.optim
+STEPS_PER_EPOCH = 500  # MNIST's 50,000 training examples at batch 100
+
+
+def scaled_decays(decays, default_epochs: int, epochs: int) -> tuple[int, ...]:
+  """Rate-decay epochs at the same fractions of an ``epochs``-long run as ``decays``
+  are of a ``default_epochs``-long one (rounded down): an ``epochs=N`` choice's schedule."""
+  return tuple(d * epochs // default_epochs for d in decays)
 
 
 def set_optimizers(c, phases, name='adam', lr=1e-3, **options):

@@ -47,12 +47,12 @@ def get_config(arg: str = '1000'):
   c.loss.head_threshold = 6.0
   c.loss.head_weight = 1.0
   epochs = int(a.epochs)
-  # 6 epochs by default (what the 2-core CPU allowed; docs/experiments.md); 500
-  # steps per epoch of 50,000 at batch 100.
-  c.num_train_steps = epochs * 500
+  # 6 epochs by default (what the 2-core CPU allowed; docs/experiments.md).
+  c.num_train_steps = epochs * common.STEPS_PER_EPOCH
   c.eval_every = 1_000
   c.checkpoint_every = 1_000 if epochs == 6 else 2_500
-  recipe = dict(b1=0.5, decay_epochs=(epochs * 2 // 3, epochs * 5 // 6), decay_factor=0.3)
+  recipe = dict(b1=0.5, decay_epochs=common.scaled_decays((4, 5), 6, epochs),
+                decay_factor=0.3)
   common.set_optimizers(c, ('recon', 'disc', 'disc_y', 'gen'), 'adam', 5e-4, **recipe)
   common.set_optimizers(c, ('supervised',), 'adam', 1e-3, **recipe)
   return common.smoke(c) if a.smoke else c

@@ -22,11 +22,10 @@ ARGS = dict(epochs=('30', '100'))
 def get_config(arg: str = ''):
   a = common.parse_arg(arg, **ARGS)
   c = common.base()
-  epochs = int(a.epochs)
-  if epochs != 30:
-    c.num_train_steps = epochs * 500  # 500 steps per epoch of 50,000 at batch 100
-    for phase in common.PHASES:
-      c.optim[phase].decay_epochs = (epochs // 2, epochs * 5 // 6)
+  epochs = int(a.epochs)  # base(): 30 epochs, decays at 15 and 25
+  c.num_train_steps = epochs * common.STEPS_PER_EPOCH
+  for phase in common.PHASES:
+    c.optim[phase].decay_epochs = common.scaled_decays(c.optim[phase].decay_epochs, 30, epochs)
   c.prior = common.prior('gaussian', dim=8, std=5.0)
   c.model.code_dim = 8
   c.loss.reconstruction = 'squared_error'

@@ -39,13 +39,14 @@ def get_config(arg: str = '1000'):
   c.model.disc_y_input_noise_std = 0.0
   c.ema_decay = 0.999  # evaluate the parameter average (about the last 1,000 steps)
   epochs = int(a.epochs)
-  c.num_train_steps = epochs * 500  # 500 steps per epoch of 50,000 at batch 100
+  c.num_train_steps = epochs * common.STEPS_PER_EPOCH
   if epochs == 10:
     c.eval_every = c.checkpoint_every = 1_000
   else:  # an eval every epoch, for the learning curve against the paper's
     c.eval_every, c.checkpoint_every = 500, 2_500
   # The rates fall by 0.3 at 60 % and again at 80 % of the run.
-  recipe = dict(b1=0.5, decay_epochs=(epochs * 6 // 10, epochs * 8 // 10), decay_factor=0.3)
+  recipe = dict(b1=0.5, decay_epochs=common.scaled_decays((6, 8), 10, epochs),
+                decay_factor=0.3)
   common.set_optimizers(c, ('disc', 'disc_y', 'gen'), 'adam', 5e-4, **recipe)
   common.set_optimizers(c, ('recon', 'supervised'), 'adam', 1e-3, **recipe)
   if a.paper:

@@ -12,6 +12,7 @@ import pytest
 from aae_jax import kmeans
 from aae_jax import priors
 from aae_jax import train
+from aae_jax import workdir as workdir_lib
 from configs import common
 from tests import helpers
 
@@ -111,21 +112,12 @@ def test_every_variant_builds(name, arg, tiny_dataset, svhn_dataset):
 SCHEDULE_FIELDS = {'num_train_steps', 'eval_every', 'checkpoint_every', 'decay_epochs'}
 
 
-def _flat(d, prefix=''):
-  for k, v in d.items():
-    if isinstance(v, dict):
-      yield from _flat(v, f'{prefix}{k}.')
-    else:
-      yield f'{prefix}{k}', v
-
-
 @pytest.mark.parametrize('name', [n for n in CONFIGS if 'epochs' in _module(n).ARGS])
 def test_an_epochs_choice_scales_the_schedule_only(name):
   """``epochs=N``: N epochs of 500 steps, every rate decay inside the run and in order,
   and nothing but the schedule differs from the default length."""
   choices = _module(name).ARGS['epochs']
   first = helpers.config(name, f'epochs={choices[0]}')
-  default = dict(_flat(first.to_dict()))
   for epochs in choices:
     config = helpers.config(name, f'epochs={epochs}')
     assert config.num_train_steps == int(epochs) * 500
@@ -137,7 +129,7 @@ def test_an_epochs_choice_scales_the_schedule_only(name):
       np.testing.assert_allclose(np.array(decays) / int(epochs),
                                  np.array(first.optim[phase].decay_epochs) / int(choices[0]),
                                  atol=1 / int(choices[0]), err_msg=phase)
-    changed = {k for k, v in _flat(config.to_dict()) if default[k] != v}
+    changed = workdir_lib.differences(first.to_dict(), config.to_dict())
     assert {k.split('.')[-1] for k in changed} <= SCHEDULE_FIELDS, changed
 
 
