@@ -291,9 +291,25 @@ def epoch_at(records, step: int) -> float | None:
 
 
 def train_seconds(records) -> float | None:
-  """'run/train_seconds' of the last record that has it (written when training ends)."""
-  seconds = [r['run/train_seconds'] for r in records if _finite(r.get('run/train_seconds'))]
-  return float(seconds[-1]) if seconds else None
+  """The run's training time: 'run/train_seconds' of its last segment (written when
+  training ends; it counts that segment only) plus, for a resumed run, the earlier
+  segments' time, summed from their logged 'train/steps_per_sec' windows."""
+  ends = [r for r in records if _finite(r.get('run/train_seconds'))]
+  if not ends:
+    return None
+  seconds = float(ends[-1]['run/train_seconds'])
+  if not _finite(ends[-1].get('run/steps_per_sec')):  # older runs: the segment's time only
+    return seconds
+  start = ends[-1]['step'] - round(ends[-1]['run/steps_per_sec'] * seconds)
+  previous = 0
+  for r in records:
+    if r['step'] > start:
+      break
+    rate = r.get('train/steps_per_sec')
+    if _finite(rate) and rate > 0:
+      seconds += (r['step'] - previous) / rate
+      previous = r['step']
+  return seconds
 
 
 def run_result(run: Run, row: Row) -> RunResult | None:
