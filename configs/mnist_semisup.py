@@ -21,6 +21,12 @@ epoch 1. The paper's run was at 16.5 % after its epoch 1, 3.4 % after epoch 50 a
 after 5000. Training took 28 and 32 min alone (15.0 and 13.0 steps/s; seed 0, 47 min at
 8.9 steps/s, shared the cores with test runs).
 The NN baseline of the same trunk on the labels alone: configs/mnist_nn_baseline.py.
+
+``,paper`` as it stands does not train: ``:100,paper`` stopped at step 134 (non-finite
+loss in the z discriminator's phase, caught by the run's check; 2-core CPU), and the same
+rates on the clustering model diverge in the reconstruction phase within 300 steps
+(docs/clustering.md). This project's reconstruction cost is summed over pixels; what
+normalisation the paper's rates assume is not known here.
 """
 
 from configs import common
