@@ -42,6 +42,23 @@ def cluster_error(probs: np.ndarray, labels: np.ndarray, cluster_labels: np.ndar
   return float(np.mean(cluster_labels[np.argmax(probs, axis=1)] != labels))
 
 
+def equal_size_cluster_floor(class_counts, num_clusters: int) -> float:
+  """The lowest error any labelling of ``num_clusters`` clusters of equal size can
+  reach on data with these class counts: the error when q(y) matches a uniform
+  categorical prior exactly. Each class c takes n_c whole clusters (sum n_c =
+  num_clusters) and at most min(p_c, n_c / num_clusters) of it is labelled right;
+  the best choice of the n_c is found exactly by dynamic programming over classes."""
+  p = np.asarray(class_counts, np.float64)
+  p = p / p.sum()
+  best = np.full(num_clusters + 1, -np.inf)  # best[u]: most mass right using u clusters
+  best[0] = 0.0
+  for pc in p:
+    n = np.arange(num_clusters + 1)
+    gain = np.minimum(pc, n / num_clusters)
+    best = np.array([np.max(best[:u + 1][::-1] + gain[:u + 1]) for u in range(num_clusters + 1)])
+  return float(1.0 - best[num_clusters])
+
+
 def auroc(anomalous: np.ndarray, normal: np.ndarray) -> float:
   """Area under the ROC curve of scores where higher means more anomalous: the
   chance that an anomalous example scores above a normal one, ties counting half

@@ -204,6 +204,16 @@ VALID_PROBS = np.array([[0.90, 0.05, 0.05],   # label 1: the most confident memb
 VALID_LABELS = np.array([1, 0, 0, 2, 1, 1])
 
 
+def test_equal_size_cluster_floor():
+  # Ten equal classes: 16 equal clusters give six classes two clusters (all of the class
+  # right) and four one (0.0625 of 0.1 right), so 15 % is wrong whatever the partition.
+  assert evaluate.equal_size_cluster_floor([1] * 10, 16) == pytest.approx(0.15)
+  assert evaluate.equal_size_cluster_floor([1] * 10, 30) == pytest.approx(0.0)
+  assert evaluate.equal_size_cluster_floor([1] * 10, 5) == pytest.approx(0.5)
+  # Unequal classes: the larger class gets the second cluster (3 clusters, p = .6/.4).
+  assert evaluate.equal_size_cluster_floor([6, 4], 3) == pytest.approx(1 - (0.6 + 1 / 3))
+
+
 def test_cluster_labels_by_the_paper_rule_and_by_majority():
   paper = evaluate.cluster_labels_paper(VALID_PROBS, VALID_LABELS)
   np.testing.assert_array_equal(paper, [1, 2, 1])
