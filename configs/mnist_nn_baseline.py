@@ -17,7 +17,8 @@ at a time on a 2-core CPU, partly shared with test runs): 21.97 +- 2.40 % test e
 training each at 56-75 steps/s; the paper: 25.80 %. Seed 0 at ``:1000,epochs=50``: 6.02 %
 (epoch 38; 5.6 min alone at 74.8 steps/s; paper 8.73 %), seed 1: 6.08 % (epoch 29; 11.6
 min at 36.0 steps/s beside another run and the tests); at ``:all,epochs=50``: 1.12 %
-(epoch 46; 8.3 min at 50.3 steps/s beside another run; paper 1.25 %).
+(epoch 46; 8.3 min at 50.3 steps/s beside another run; paper 1.25 %), seed 1: 1.07 %
+(epoch 43; 10.3 min at 40.3 steps/s beside another run and the tests).
 """
 
 from configs import common
