@@ -16,7 +16,8 @@ at a time on a 2-core CPU, partly shared with test runs): 21.97 +- 2.40 % test e
 (22.43 / 24.11 / 19.37 % at the epoch validation selects, 31 / 46 / 19), 5.6-7.4 min of
 training each at 56-75 steps/s; the paper: 25.80 %. Seed 0 at ``:1000,epochs=50``: 6.02 %
 (epoch 38; 5.6 min alone at 74.8 steps/s; paper 8.73 %), seed 1: 6.08 % (epoch 29; 11.6
-min at 36.0 steps/s beside another run and the tests); at ``:all,epochs=50``: 1.12 %
+min at 36.0 steps/s beside another run and the tests), seed 2: 5.94 % (epoch 43; 8.9 min
+at 46.8 steps/s beside another run): 6.01 +- 0.07 % over the three; at ``:all,epochs=50``: 1.12 %
 (epoch 46; 8.3 min at 50.3 steps/s beside another run; paper 1.25 %), seed 1: 1.07 %
 (epoch 43; 10.3 min at 40.3 steps/s beside another run and the tests).
 """
