@@ -52,9 +52,9 @@ def equal_size_cluster_floor(class_counts, num_clusters: int) -> float:
   p = p / p.sum()
   best = np.full(num_clusters + 1, -np.inf)  # best[u]: most mass right using u clusters
   best[0] = 0.0
+  share = np.arange(num_clusters + 1) / num_clusters  # of the data in n clusters
   for pc in p:
-    n = np.arange(num_clusters + 1)
-    gain = np.minimum(pc, n / num_clusters)
+    gain = np.minimum(pc, share)
     best = np.array([np.max(best[:u + 1][::-1] + gain[:u + 1]) for u in range(num_clusters + 1)])
   return float(1.0 - best[num_clusters])
 
