@@ -278,6 +278,7 @@ def test_a_row_without_a_paper_number_shows_no_gap(tmp_path):
   by_column = dict(zip(report.HEADER, cells))
   assert by_column['paper'] == report.NO_PAPER and by_column['ours'] == '38.00 ± 0.00'
   assert by_column['gap'] == '–' and by_column['paper at our epochs'] == '–'
+  assert by_column['epochs (selected / trained)'] == '–'  # k-means logs no epochs
 
 
 def test_the_paper_at_our_epochs_is_its_latest_point_all_runs_reached(tmp_path):

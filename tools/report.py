@@ -385,7 +385,10 @@ def _span(values) -> str:
 
 
 def format_epochs(runs) -> str:
-  """Epoch of the selected record / epochs trained, each as min–max when runs differ."""
+  """Epoch of the selected record / epochs trained, each as min–max when runs differ;
+  '–' for runs that log no epochs (k-means)."""
+  if all(r.epoch is None and r.total_epochs is None for r in runs):
+    return EMPTY
   parts = []
   for values in ([r.epoch for r in runs], [r.total_epochs for r in runs]):
     known = [v for v in values if v is not None]
