@@ -20,10 +20,10 @@ a time on a 2-core CPU): 3.62 +- 0.15 % test error selected by validation (3.74 
 epoch 1. The paper's run was at 16.5 % after its epoch 1, 3.4 % after epoch 50 and 1.90 %
 after 5000. Training took 28 and 32 min alone (15.0 and 13.0 steps/s; seed 0, 47 min at
 8.9 steps/s, shared the cores with test runs).
-At ``:1000,epochs=50``, seeds 0 and 1 (results/mnist_semisup_1000_50ep*; 57.7 and 58.2 min
-at 7.2 steps/s, each beside another run): 2.74 +- 0.07 % selected by validation (2.79 % at
-epoch 29, 2.69 % at epoch 40), 2.73 / 2.66 % after epoch 50, flat from epoch ~30 (paper:
-1.60 +- 0.08 % after 5000 epochs). At ``:all,epochs=50``,
+At ``:1000,epochs=50``, seeds 0-2 (results/mnist_semisup_1000_50ep*; 57.7, 58.2 and 69.6 min
+at 7.2, 7.2 and 6.0 steps/s, each beside another run): 2.77 +- 0.07 % selected by validation
+(2.79 % at epoch 29, 2.69 % at 40, 2.83 % at 36), 2.73 / 2.66 / 3.03 % after epoch 50, flat
+from epoch ~30 (paper: 1.60 +- 0.08 % after 5000 epochs). At ``:all,epochs=50``,
 seed 0 (results/mnist_semisup_all_50ep; 62.9 min at 6.6 steps/s beside another run):
 1.22 % at epoch 40, 1.18 % after epoch 50 (paper 0.85 +- 0.02 %; the NN baseline 1.12 %).
 The NN baseline of the same trunk on the labels alone: configs/mnist_nn_baseline.py.
