@@ -24,9 +24,10 @@ At ``:1000,epochs=50``, seeds 0-2 (results/mnist_semisup_1000_50ep*; 57.7, 58.2 
 at 7.2, 7.2 and 6.0 steps/s, each beside another run): 2.77 +- 0.07 % selected by validation
 (2.79 % at epoch 29, 2.69 % at 40, 2.83 % at 36), 2.73 / 2.66 / 3.03 % after epoch 50, flat
 from epoch ~30 (paper: 1.60 +- 0.08 % after 5000 epochs). At ``:all,epochs=50``,
-seeds 0 and 1 (results/mnist_semisup_all_50ep*; 62.9 and 69.9 min at 6.6 and 6.0 steps/s,
-each beside another run): 1.22 +- 0.01 % (1.22 / 1.21 % at epoch 40), 1.18 / 1.17 % after
-epoch 50 (paper 0.85 +- 0.02 %; the NN baseline 1.09 +- 0.03 %).
+seeds 0-2 (results/mnist_semisup_all_50ep*; 62.9, 69.9 and 60.6 min at 6.6, 6.0 and 6.9
+steps/s, each beside another run): 1.21 +- 0.01 % (1.22 / 1.21 / 1.20 % at epochs 40 / 40 /
+34), 1.18 / 1.17 / 1.13 % after epoch 50
+(paper 0.85 +- 0.02 %; the NN baseline 1.09 +- 0.03 %).
 The NN baseline of the same trunk on the labels alone: configs/mnist_nn_baseline.py.
 
 ``,paper`` as it stands does not train: ``:100,paper`` stopped at step 134 (non-finite
