@@ -25,12 +25,21 @@ class MetricWriter:
     self.path = pathlib.Path(workdir) / 'metrics.jsonl'
     self.enabled = enabled
 
-  def write(self, step: int, metrics: dict) -> None:
+  def write(self, step: int, metrics: dict, merge: bool = False) -> None:
+    """Appends the record of ``step``. With ``merge``, when the last record on disk is
+    of ``step`` too, ``metrics`` join it instead (a rerun's eval of a step whose
+    training was logged before its eval failed), as one uninterrupted run writes it."""
     if not self.enabled or not metrics:
       return
-    record = {'step': int(step), **{k: _plain(v) for k, v in sorted(metrics.items())}}
+    metrics = {k: _plain(v) for k, v in metrics.items()}
+    lines = self.path.read_text().splitlines(True) if merge and self.path.exists() else []
+    last = _parse(lines[-1]) if lines else None
+    if last is not None and last['step'] == step:
+      lines[-1] = _line(step, {**last, **metrics})
+      files.write_atomic(self.path, ''.join(lines))
+      return
     with open(self.path, 'a') as f:
-      f.write(json.dumps(record) + '\n')
+      f.write(_line(step, metrics))
 
   def has_eval(self, step: int) -> bool:
     """Whether a record of ``step`` with ``eval/`` metrics is on disk."""
@@ -74,7 +83,11 @@ class TensorBoard:
   ``metrics.jsonl`` stays the record the results table is built from; these are
   for ``tensorboard --logdir <workdir>``. A resumed run starts with a purge at
   its first step, so TensorBoard drops what an interrupted segment logged past
-  its checkpoint. Written through tensorboardX (no TensorFlow).
+  its checkpoint. Written through tensorboardX's event file and summary protos
+  (no TensorFlow), in the calling thread: a failed write (a full disk) raises
+  where the run can stop on it. tensorboardX's ``SummaryWriter`` writes from a
+  thread fed by a ``multiprocessing.Queue``; when that thread dies on a write
+  error the queue's feeder blocks, and the process hangs at exit.
   """
 
   def __init__(self, workdir: str | os.PathLike, enabled: bool = True):
@@ -83,41 +96,53 @@ class TensorBoard:
     self.start_step = 0  # where this segment starts: set before the first write
     self._writer = None
 
-  def _get(self):
+  def _write(self, step: int, summaries) -> None:
+    # pylint: disable=g-import-not-at-top
+    from tensorboardX import event_file_writer
+    from tensorboardX.proto import event_pb2
     if self._writer is None:
-      import tensorboardX  # pylint: disable=g-import-not-at-top
-      # Events past the checkpoint this segment resumed from are dropped.
-      self._writer = tensorboardX.SummaryWriter(
-          str(self.directory), purge_step=self.start_step + 1 if self.start_step else None)
-    return self._writer
+      self.directory.mkdir(parents=True, exist_ok=True)
+      # One file per segment (the pid keeps two segments started within a second apart).
+      self._writer = event_file_writer.EventsWriter(str(self.directory / 'events'),
+                                                    filename_suffix=f'.{os.getpid()}')
+      if self.start_step:  # events past the checkpoint this segment resumed from are dropped
+        purge = self.start_step + 1
+        self._writer.write_event(event_pb2.Event(step=purge, file_version='brain.Event:2'))
+        self._writer.write_event(event_pb2.Event(
+            step=purge, session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+    for summary in summaries:
+      self._writer.write_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                               summary=summary))
+    self._writer.flush()
 
   def scalars(self, step: int, metrics: dict) -> None:
     """Every scalar of ``metrics`` (arrays such as code moments are left out)."""
     if not self.enabled or not metrics:
       return
-    writer = self._get()
-    for name, value in sorted(metrics.items()):
-      value = np.asarray(value)
-      if value.ndim == 0 and np.issubdtype(value.dtype, np.number):
-        writer.add_scalar(name, float(value), int(step))
-    writer.flush()
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    values = {name: np.asarray(value) for name, value in sorted(metrics.items())}
+    self._write(step, [summary.scalar(name, float(v)) for name, v in values.items()
+                       if v.ndim == 0 and np.issubdtype(v.dtype, np.number)])
 
   def images(self, step: int, paths) -> None:
     """PNG files (the run's figures) as images named ``figures/<file stem>``."""
     if not self.enabled or not paths:
       return
     import matplotlib.image  # pylint: disable=g-import-not-at-top
-    writer = self._get()
-    for path in paths:
-      image = matplotlib.image.imread(path)[..., :3]
-      writer.add_image(f'figures/{pathlib.Path(path).stem}', image, int(step),
-                       dataformats='HWC')
-    writer.flush()
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    self._write(step, [summary.image(f'figures/{pathlib.Path(path).stem}',
+                                     matplotlib.image.imread(path)[..., :3], dataformats='HWC')
+                       for path in paths])
 
   def close(self) -> None:
-    if self._writer is not None:
-      self._writer.close()
-      self._writer = None
+    writer, self._writer = self._writer, None
+    if writer is not None:
+      writer.close()
+
+
+def _line(step: int, metrics: dict) -> str:
+  return json.dumps({'step': int(step), **{k: v for k, v in sorted(metrics.items())
+                                           if k != 'step'}}) + '\n'
 
 
 def _parse(line: str) -> dict | None:

@@ -455,8 +455,8 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, tens
   writer.truncate_after(start)
   tensorboard.start_step = start
 
-  def log(step, record):
-    writer.write(step, record)
+  def log(step, record, merge=False):
+    writer.write(step, record, merge=merge)
     tensorboard.scalars(step, record)
 
   def figures(step, variables, test_out):
@@ -474,7 +474,7 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, tens
     # The run stopped after saving this step but before its eval was written.
     variables = jax.device_get(state.eval_variables)
     final, test_out = evaluator.evaluate(variables, dataset)
-    log(start, final)
+    log(start, final, merge=True)  # into the step's training record, where it was written
     figures(start, variables, test_out)
     logging.info('Evaluated step %d, saved before its eval: %s', start, _summary(final))
   if start >= total:
@@ -537,7 +537,11 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, tens
     test_out = None
     if at_eval:
       variables = jax.device_get(dp.unreplicate(dev_state).eval_variables)
-      final, test_out = evaluator.evaluate(variables, dataset)
+      try:
+        final, test_out = evaluator.evaluate(variables, dataset)
+      except Exception:
+        log(step, record)  # the step's training metrics; the rerun adds its eval
+        raise
       record.update(final)
     log(step, record)
     if test_out is not None:

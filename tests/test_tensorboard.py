@@ -1,11 +1,14 @@
 """TensorBoard event files beside metrics.jsonl, and the profiler switch."""
 
+import errno
 import math
+import threading
 
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
+from aae_jax import metrics as metrics_lib
 from aae_jax import train
 from tests import helpers
 
@@ -59,3 +62,23 @@ def test_profile_steps_writes_a_trace_tensorboard_opens(tiny_dataset, tmp_path):
   traces = list((tmp_path / 'profile').rglob('*.xplane.pb'))
   assert len(traces) == 1 and traces[0].stat().st_size > 1000
   assert traces[0].parent.parent.name == 'profile'  # plugins/profile/<run>/: the plugin's layout
+
+
+def test_a_failed_event_write_raises_where_the_run_can_stop(tmp_path, monkeypatch):
+  """A full disk surfaces in the writing call (the run then stops with its one line),
+  not in a background thread whose death left the process hanging at exit."""
+  from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
+  board = metrics_lib.TensorBoard(tmp_path)
+  board.scalars(1, {'train/loss': 1.0})
+  threads = threading.active_count()
+
+  def full(self, data):
+    raise OSError(errno.ENOSPC, 'No space left on device', self.path)
+
+  monkeypatch.setattr(record_writer.RecordWriter, 'write', full)
+  with pytest.raises(OSError, match='No space left'):
+    board.scalars(2, {'train/loss': 2.0})
+  assert threading.active_count() == threads  # no writer thread
+  monkeypatch.undo()
+  board.close()
+  assert [e.step for e in _events(tmp_path / 'tensorboard').Scalars('train/loss')] == [1]

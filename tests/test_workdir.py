@@ -44,11 +44,22 @@ def _final(workdir, dataset):
   return step, checkpoint.digest(state), evals
 
 
+def _records(workdir):
+  """metrics.jsonl without its timings."""
+  return [{k: v for k, v in r.items() if 'steps_per_sec' not in k and 'seconds' not in k}
+          for r in helpers.records(workdir)]
+
+
 @pytest.fixture(scope='module')
-def uninterrupted(tiny_dataset, tmp_path_factory):
+def uninterrupted_workdir(tiny_dataset, tmp_path_factory):
   workdir = tmp_path_factory.mktemp('uninterrupted')
   train.train_and_evaluate(_config(), str(workdir), tiny_dataset)
-  return _final(workdir, tiny_dataset)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(uninterrupted_workdir, tiny_dataset):
+  return _final(uninterrupted_workdir, tiny_dataset)
 
 
 # ----------------------------------------------------------------------------
@@ -191,7 +202,7 @@ def test_workdir_empty_is_refused_and_tilde_is_expanded(monkeypatch, tmp_path):
 
 
 def test_an_eval_failure_keeps_the_steps_checkpoint_and_the_rerun_matches(
-    uninterrupted, tiny_dataset, tmp_path, monkeypatch):
+    uninterrupted, uninterrupted_workdir, tiny_dataset, tmp_path, monkeypatch):
   real = evaluate.Evaluator.evaluate
   calls = []
 
@@ -205,19 +216,22 @@ def test_an_eval_failure_keeps_the_steps_checkpoint_and_the_rerun_matches(
   with pytest.raises(RuntimeError, match='a broken evaluation'):
     train.train_and_evaluate(_config(), str(tmp_path), tiny_dataset)
   assert _steps(tmp_path) == [4, 8]  # saved before the eval that failed
+  assert [sorted(r) for r in _records(tmp_path)][-1] == sorted(  # its training record kept
+      k for k in _records(uninterrupted_workdir)[-1] if not k.startswith('eval/'))
   monkeypatch.setattr(evaluate.Evaluator, 'evaluate', real)
   train.train_and_evaluate(_config(), str(tmp_path), tiny_dataset)  # evaluates step 8
   assert _final(tmp_path, tiny_dataset) == uninterrupted
+  assert _records(tmp_path) == _records(uninterrupted_workdir)  # as one run writes them
 
 
 def test_a_full_disk_stops_at_the_first_failed_write_and_resumes(uninterrupted, tiny_dataset,
                                                                  tmp_path, monkeypatch):
   real = metrics_lib.MetricWriter.write
 
-  def full(self, step, record):
+  def full(self, step, record, **kwargs):
     if step == 8:
       raise OSError(errno.ENOSPC, 'No space left on device', str(self.path))
-    real(self, step, record)
+    real(self, step, record, **kwargs)
 
   monkeypatch.setattr(metrics_lib.MetricWriter, 'write', full)
   with pytest.raises(errors.UserError, match=f'No space left on the device of {tmp_path}'):
