@@ -13,7 +13,10 @@ Measured (results/mnist_parzen, 2-core CPU shared with other runs): after 30 epo
 Parzen log-likelihood 315.1 +- 1.7 nats (sigma 0.167), FID 11.7; 1398 s of training.
 ``:epochs=100``, seed 0 (results/mnist_parzen_100ep, beside one other training): 323.3
 +- 1.7 nats at the best validation eval (epoch 90) and after epoch 100 (FID 7.8); flat
-from epoch 55 on (320.6-323.3 nats); 77.9 min of training (10.7 steps/s).
+from epoch 55 on (320.6-323.3 nats); 77.9 min of training (10.7 steps/s). Seed 1
+(results/mnist_parzen_100ep_seed1, sharing the cores for most of its run): 325.6 +- 1.7
+nats at the best validation eval (epoch 70), 328.1 after epoch 100 (FID 8.2), within
+325-328 from epoch 55 on; 117.2 min of training (7.1 steps/s; 12.0-12.6 alone).
 """
 
 from configs import common
