@@ -102,7 +102,7 @@ class TensorBoard:
     from tensorboardX.proto import event_pb2
     if self._writer is None:
       self.directory.mkdir(parents=True, exist_ok=True)
-      # One file per segment (the pid keeps two segments started within a second apart).
+      # One file per segment (the pid tells apart two segments started in the same second).
       self._writer = event_file_writer.EventsWriter(str(self.directory / 'events'),
                                                     filename_suffix=f'.{os.getpid()}')
       if self.start_step:  # events past the checkpoint this segment resumed from are dropped

@@ -29,6 +29,15 @@ def records(workdir):
   return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
 
 
+TIMING = ('steps_per_sec', 'seconds')
+
+
+def records_without_timings(workdir):
+  """The rows of a run's metrics.jsonl without the keys that hold timings."""
+  return [{k: v for k, v in r.items() if not any(t in k for t in TIMING)}
+          for r in records(workdir)]
+
+
 def smoke_config(**overrides):
   return config('mnist_gaussian', **overrides)
 

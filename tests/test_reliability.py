@@ -3,7 +3,6 @@ determinism; and bad inputs in-process (the one-line format through main is in
 test_main.py; damaged checkpoints, the NaN guard and the workdir's rules are in
 test_workdir.py)."""
 
-import json
 import os
 import pathlib
 import re
@@ -27,7 +26,6 @@ from tests import helpers
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RUN = ('--config.num_train_steps=60', '--config.steps_per_dispatch=5', '--config.log_every=10',
        '--config.eval_every=30', '--config.checkpoint_every=20')
-TIMING = ('steps_per_sec', 'seconds')
 
 
 @pytest.fixture(scope='module')
@@ -68,9 +66,6 @@ def final_state(workdir):
   return step, jax.tree.leaves(state.state)
 
 
-def metrics(workdir):
-  rows = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
-  return [{k: v for k, v in r.items() if not any(t in k for t in TIMING)} for r in rows]
 
 
 def assert_same_run(a, b):
@@ -79,7 +74,7 @@ def assert_same_run(a, b):
   assert step_a == step_b
   for x, y in zip(leaves_a, leaves_b):
     np.testing.assert_array_equal(x, y)  # bit-identical
-  assert metrics(a) == metrics(b)
+  assert helpers.records_without_timings(a) == helpers.records_without_timings(b)
 
 
 @pytest.fixture(scope='module')
@@ -157,7 +152,7 @@ def test_a_second_run_on_a_busy_workdir_stops_at_once(env, tmp_path):
   assert second.returncode != 0
   last = second.stderr.strip().splitlines()[-1]
   assert f'is in use by pid {first.pid}' in last, last
-  rows = [r['step'] for r in metrics(tmp_path)]
+  rows = [r['step'] for r in helpers.records_without_timings(tmp_path)]
   assert rows == sorted(set(rows))  # one run's records only, in order
 
 

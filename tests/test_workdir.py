@@ -44,12 +44,6 @@ def _final(workdir, dataset):
   return step, checkpoint.digest(state), evals
 
 
-def _records(workdir):
-  """metrics.jsonl without its timings."""
-  return [{k: v for k, v in r.items() if 'steps_per_sec' not in k and 'seconds' not in k}
-          for r in helpers.records(workdir)]
-
-
 @pytest.fixture(scope='module')
 def uninterrupted_workdir(tiny_dataset, tmp_path_factory):
   workdir = tmp_path_factory.mktemp('uninterrupted')
@@ -216,12 +210,14 @@ def test_an_eval_failure_keeps_the_steps_checkpoint_and_the_rerun_matches(
   with pytest.raises(RuntimeError, match='a broken evaluation'):
     train.train_and_evaluate(_config(), str(tmp_path), tiny_dataset)
   assert _steps(tmp_path) == [4, 8]  # saved before the eval that failed
-  assert [sorted(r) for r in _records(tmp_path)][-1] == sorted(  # its training record kept
-      k for k in _records(uninterrupted_workdir)[-1] if not k.startswith('eval/'))
+  assert sorted(helpers.records_without_timings(tmp_path)[-1]) == sorted(  # its training record
+      k for k in helpers.records_without_timings(uninterrupted_workdir)[-1]
+      if not k.startswith('eval/'))
   monkeypatch.setattr(evaluate.Evaluator, 'evaluate', real)
   train.train_and_evaluate(_config(), str(tmp_path), tiny_dataset)  # evaluates step 8
   assert _final(tmp_path, tiny_dataset) == uninterrupted
-  assert _records(tmp_path) == _records(uninterrupted_workdir)  # as one run writes them
+  assert (helpers.records_without_timings(tmp_path) ==  # as one run writes them
+          helpers.records_without_timings(uninterrupted_workdir))
 
 
 def test_a_full_disk_stops_at_the_first_failed_write_and_resumes(uninterrupted, tiny_dataset,
