@@ -16,7 +16,11 @@ Parzen log-likelihood 315.1 +- 1.7 nats (sigma 0.167), FID 11.7; 1398 s of train
 from epoch 55 on (320.6-323.3 nats); 77.9 min of training (10.7 steps/s). Seed 1
 (results/mnist_parzen_100ep_seed1, sharing the cores for most of its run): 325.6 +- 1.7
 nats at the best validation eval (epoch 70), 328.1 after epoch 100 (FID 8.2), within
-325-328 from epoch 55 on; 117.2 min of training (7.1 steps/s; 12.0-12.6 alone).
+325-328 from epoch 55 on; 117.2 min of training (7.1 steps/s; 12.0-12.6 alone). Seed 2
+(results/mnist_parzen_100ep_seed2, alone on a slower 2-core CPU without AVX-512): 324.2
++- 1.7 nats at the best validation eval (epoch 90), 323.5 after epoch 100 (FID 6.8),
+within 322.2-324.2 from epoch 55 on; 117.9 min of training (7.1 steps/s). Three seeds:
+324.4 +- 1.2 nats, 15.6 below the paper's 340.
 """
 
 from configs import common
