@@ -6,7 +6,9 @@
   first. A lock left by a process of this host that is gone is taken over.
 * ``check_config``: a rerun whose config differs from the workdir's
   ``config.json`` (the first segment's) in a field that changes what is trained
-  is refused, listing the differences, unless ``allow_config_change``;
+  is refused, listing the differences, unless ``allow_config_change``; a
+  ``config.json`` written before a field existed is read through ``migrate``
+  (``trained_differences`` is the rule, which ``tools/report.py`` applies too);
   ``record_config`` appends every segment's config to ``config_history.jsonl``,
   never overwriting anything.
 """
@@ -23,6 +25,7 @@ from absl import logging
 
 from aae_jax import errors
 from aae_jax import files
+from aae_jax import priors
 
 LOCK_NAME = 'run.lock'
 CONFIG_NAME = 'config.json'
@@ -122,6 +125,41 @@ class Lock:
     self.release()
 
 
+# Fields added to the configs after runs were logged, each with the value that
+# reproduces what a run whose config.json lacks it trained (the behaviour before the
+# field existed; a new field's default always keeps it).
+ADDED_FIELDS = {
+    'data.exclude_class': -1,
+    'loss.recon_reduction': 'sum',
+    'model.disc_y_noise_anneal_start': 0,
+    'model.disc_y_noise_anneal_steps': 0,
+    'model.disc_z_sees_y': False,
+    'model.precision': 'float32',
+    'model.regularizer': 'adversarial',
+}
+
+
+def migrate(recorded: dict) -> dict:
+  """A recorded config (JSON) in the current layout: each of ``ADDED_FIELDS`` it
+  lacks at its old behaviour's value, and ``prior`` holding only the fields of its
+  own prior (older configs listed every prior's fields; the others were unused)."""
+  out = json.loads(json.dumps(recorded))
+  for field, value in ADDED_FIELDS.items():
+    *parents, leaf = field.split('.')
+    node = out
+    for key in parents:
+      node = node.get(key) if isinstance(node.get(key), dict) else None
+      if node is None:
+        break
+    if node is not None and leaf not in node:
+      node[leaf] = value
+  prior = out.get('prior')
+  if isinstance(prior, dict) and prior.get('name') in priors.NAMES:
+    own = priors.default_config(prior['name'])
+    out['prior'] = {k: v for k, v in prior.items() if k in own}
+  return out
+
+
 def _flat(tree, prefix=''):
   out = {}
   for key, value in tree.items():
@@ -143,6 +181,12 @@ def differences(old: dict, new: dict) -> dict[str, tuple]:
           for k in sorted(a.keys() | b.keys()) if a.get(k, '<absent>') != b.get(k, '<absent>')}
 
 
+def trained_differences(recorded: dict, new: dict) -> dict[str, tuple]:
+  """The fields that change what is trained between a recorded config (migrated)
+  and ``new`` (both JSON dicts): field -> (recorded, new); empty when the same."""
+  return {k: v for k, v in differences(migrate(recorded), new).items() if not _safe(k)}
+
+
 def _as_json(config) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
@@ -157,8 +201,7 @@ def check_config(config, workdir: pathlib.Path, resuming: bool) -> None:
   if config.get('allow_config_change', False):
     return
   if first_path.exists():
-    changed = {k: v for k, v in differences(json.loads(first_path.read_text()),
-                                            _as_json(config)).items() if not _safe(k)}
+    changed = trained_differences(json.loads(first_path.read_text()), _as_json(config))
     if changed:
       shown = '; '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in list(changed.items())[:4])
       more = f' (and {len(changed) - 4} more)' if len(changed) > 4 else ''

@@ -27,15 +27,23 @@ def _eval(step, valid, test, **extra):
 
 
 def write_run(folder: pathlib.Path, config='configs/mnist_semisup.py:1000', seed=0,
-              records=(), tail='', command=None, hardware=None) -> pathlib.Path:
-  """A run folder as aae_jax.main leaves it; ``tail`` is appended to metrics.jsonl."""
+              records=(), tail='', command=None, hardware=None,
+              recorded=None) -> pathlib.Path:
+  """A run folder as aae_jax.main leaves it; ``tail`` is appended to metrics.jsonl.
+  config.json is ``recorded``, by default the committed config of the command."""
   folder.mkdir(parents=True)
   lines = ''.join(json.dumps(r) + '\n' for r in records)
   (folder / 'metrics.jsonl').write_text(lines + tail)
-  (folder / 'config.json').write_text(json.dumps({'seed': seed, 'batch_size': 100}))
   if command is None:
     command = (f'# from a clean clone\npython -m aae_jax.main --config={config} '
-               f'--config.ema_decay=0.9 --workdir=runs/x   # note: --config=configs/other.py')
+               f'--config.ema_decay=0.9 --config.seed={seed} --workdir=runs/x'
+               '   # note: --config=configs/other.py')
+  if recorded is None:
+    try:
+      recorded = report.committed_config(command)
+    except ValueError:  # a command of no committed config
+      recorded = {'seed': seed, 'batch_size': 100}
+  (folder / 'config.json').write_text(json.dumps(recorded))
   (folder / 'command.txt').write_text(command + '\n')
   if hardware is not None:
     (folder / 'hardware.txt').write_text(hardware + '\n')
@@ -305,3 +313,41 @@ def test_learning_curves_are_drawn_per_row_with_runs(tmp_path):
   assert written[0].stat().st_size > 5000
   assert report.curve_name(_row('mnist_semisup.py:100,epochs=50')) == (
       'mnist_semisup_100_epochs=50__test_error.png')
+
+
+def test_committed_config_applies_the_commands_overrides():
+  config = report.committed_config(
+      'python -m aae_jax.main --config=configs/mnist_semisup.py:100,paper,epochs=50 '
+      '--config.seed=3 --config.optim.recon.lr=0.002 --workdir=runs/x  # --config.seed=9')
+  assert config['seed'] == 3 and config['optim']['recon']['lr'] == 0.002
+  assert config['data']['num_labels'] == 100 and config['loss']['recon_reduction'] == 'mean'
+  with pytest.raises(ValueError, match='does not apply'):
+    report.committed_config('python -m aae_jax.main --config=configs/mnist_semisup.py '
+                            '--config.no_such_field=1 --workdir=runs/x')
+
+
+def test_a_run_whose_config_differs_is_marked_and_fails_the_check(tmp_path, capsys):
+  records = semisup_records([(0.05, 0.06)])
+  same = write_run(tmp_path / 'r' / 'same', records=records)
+  changed = report.committed_config((same / 'command.txt').read_text())
+  changed['model']['hidden'] = [500, 500]
+  changed['num_train_steps'] = 7  # a run length: free, as on a rerun
+  changed['seed'] = 1
+  write_run(tmp_path / 'r' / 'other', seed=1, records=records, recorded=changed)
+  runs = {r.path.name: r for r in report.collect(tmp_path / 'r')}
+  assert runs['same'].differences == {}
+  assert runs['other'].differences == {'model.hidden': ([500, 500], [1000, 1000])}
+  table = report.render(report.summarize(runs.values()))
+  assert '[seed0](' in table and '[seed1 (config differs)](' in table
+  assert report.main(['report', str(tmp_path / 'r'), '--curves', '']) == 0
+  assert report.main(['report', str(tmp_path / 'r'), '--curves', '', '--check']) == 1
+  assert '1 run(s) differ' in capsys.readouterr().err
+
+
+def test_every_run_in_the_repositorys_table_passes_the_config_check():
+  """Each run a README row reports was trained by the committed config of its
+  command.txt (recorded configs migrated; run-length and logging fields free)."""
+  results = report.summarize(report.collect(RESULTS))
+  if not any(r.runs for r in results):
+    pytest.skip('results/ has no runs in this checkout')
+  assert report.provenance_failures(results) == []

@@ -314,3 +314,42 @@ def test_checkpoint_of_an_incompatible_config_is_refused_and_kept(tiny_dataset, 
                              tiny_dataset)
   assert set(listing) <= set(tmp_path.rglob('*'))  # nothing removed
   assert _final(tmp_path, tiny_dataset) == before
+
+
+def _recorded_before_the_new_fields(config) -> dict:
+  """``config`` as JSON the way a run logged before ``ADDED_FIELDS`` existed and
+  before ``prior`` held its own fields only recorded it."""
+  old = json.loads(config.to_json_best_effort(sort_keys=True))
+  for field in workdir_lib.ADDED_FIELDS:
+    parent, leaf = field.rsplit('.', 1)
+    old[parent].pop(leaf)
+  old['prior'].update(radius=4.0, scale=3.0, num_components=10)  # other priors' fields
+  return old
+
+
+def test_a_config_json_from_before_a_field_existed_is_migrated(tmp_path):
+  config = _config('mnist_semisup', '100')
+  old = _recorded_before_the_new_fields(config)
+  new = json.loads(config.to_json_best_effort(sort_keys=True))
+  assert workdir_lib.differences(old, new)  # unmigrated, they differ
+  assert workdir_lib.trained_differences(old, new) == {}
+  (tmp_path / workdir_lib.CONFIG_NAME).write_text(json.dumps(old))
+  workdir_lib.check_config(config, tmp_path, resuming=True)  # a rerun is accepted
+
+
+def test_migration_keeps_real_differences():
+  config = _config('mnist_semisup', '100')
+  old = _recorded_before_the_new_fields(config)
+  # An added field at another value than the old behaviour is a change of experiment.
+  config.loss.recon_reduction = 'mean'
+  new = json.loads(config.to_json_best_effort(sort_keys=True))
+  assert workdir_lib.trained_differences(old, new) == {
+      'loss.recon_reduction': ('sum', 'mean')}
+  # A field missing from the record that is not a known addition stays a difference.
+  del old['model']['hidden']
+  assert 'model.hidden' in workdir_lib.trained_differences(old, new)
+  # The recorded prior's own fields are kept and compared.
+  old = _recorded_before_the_new_fields(_config('mnist_semisup', '100'))
+  old['prior']['std'] = 2.0
+  new = json.loads(_config('mnist_semisup', '100').to_json_best_effort(sort_keys=True))
+  assert workdir_lib.trained_differences(old, new) == {'prior.std': (2.0, 1.0)}

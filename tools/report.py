@@ -12,6 +12,13 @@ seed ``config.json``'s ``seed``, its hardware the line of an optional
 record by a validation metric (never the test one) or takes the final eval, then
 aggregates over seeds: mean +- sample std (ddof=1) with two or more runs.
 
+Provenance: each run's ``config.json`` is checked against the config its
+``command.txt`` builds from the committed ``configs/`` (its ``--config.*`` overrides
+applied as absl applies them), with the rule a rerun on a workdir is checked by
+(``aae_jax.workdir.trained_differences``: fields that only change logging,
+evaluation or run length are free; older records are migrated). A run that fails
+is marked in the table and listed in the log; ``--check`` exits 1 if any does.
+
 With ``--readme`` the table replaces the text between the lines
 ``<!-- report:begin -->`` and ``<!-- report:end -->`` of that file, atomically.
 """
@@ -26,13 +33,17 @@ import os
 import pathlib
 import posixpath
 import re
+import shlex
 import statistics
 import sys
 
+from absl import flags
 from absl import logging
+from ml_collections import config_flags
 
 from aae_jax import errors
 from aae_jax import files
+from aae_jax import workdir
 
 BEGIN, END = '<!-- report:begin -->', '<!-- report:end -->'
 RUN_FILES = ('metrics.jsonl', 'config.json', 'command.txt')
@@ -40,6 +51,7 @@ DEFAULT_HARDWARE = '2-core CPU'
 UNITS = {'percent': (100.0, 2, 'pp'), 'nats': (1.0, 1, 'nats')}  # scale, decimals, gap unit
 NOT_RUN, EMPTY = 'not run', '–'
 NO_PAPER = EMPTY  # a row the paper has no number for (a baseline, another rule)
+CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[1] / 'configs'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +144,9 @@ class Run:
   seed: int | None
   hardware: str
   records: tuple[dict, ...]
+  # Fields that change what is trained, where config.json differs from the committed
+  # config of its command (field -> (recorded, committed)); empty: it passes.
+  differences: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,10 +226,56 @@ def parse_experiment(command: str) -> str | None:
   return None
 
 
+def _command_words(command: str) -> list[str]:
+  """The words of the first line of ``command`` (``#`` comments aside) that has a
+  ``--config=``."""
+  for line in command.splitlines():
+    line = re.split(r'(?:^|\s)#', line, maxsplit=1)[0]
+    words = shlex.split(line)
+    if any(w.startswith('--config=') for w in words):
+      return words
+  return []
+
+
+def committed_config(command: str, configs_dir=CONFIGS_DIR) -> dict:
+  """The config (as JSON) that ``command`` trains with the configs in ``configs_dir``:
+  its ``--config=<file>.py[:<arg>]`` and ``--config.*`` overrides, parsed by absl as
+  ``aae_jax.main`` parses them. Raises ValueError when they do not apply."""
+  words = _command_words(command)
+  spec = next((w for w in words if w.startswith('--config=')), None)
+  if spec is None:
+    raise ValueError('no --config=<file>.py in the command')
+  path, _, arg = spec.split('=', 1)[1].partition(':')
+  file = pathlib.Path(configs_dir) / posixpath.basename(path.replace('\\', '/'))
+  if not file.is_file():
+    raise ValueError(f'{file} is not a committed config')
+  argv = ['report', f'--config={file}' + (f':{arg}' if arg else ''),
+          *(w for w in words if w.startswith('--config.'))]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, 'experiment config', flag_values=values,
+                                  lock_config=True, sys_argv=argv)
+  try:
+    values(argv)
+  except (flags.Error, ValueError, KeyError, AttributeError, TypeError) as e:
+    raise ValueError(f'the command does not apply to {file.name}: {e}') from e
+  return json.loads(values.config.to_json_best_effort(sort_keys=True))
+
+
+def config_differences(recorded: dict, command: str, configs_dir=CONFIGS_DIR) -> dict:
+  """Where a run's recorded config differs from the committed one of its command in a
+  field that changes what is trained (``workdir.trained_differences``)."""
+  try:
+    committed = committed_config(command, configs_dir)
+  except ValueError as e:
+    return {'<command>': (str(e), '')}
+  return workdir.trained_differences(recorded, committed)
+
+
 def read_run(folder: pathlib.Path) -> Run | None:
   """The run logged in ``folder``; None (with a warning) when its command names no
   --config or its config.json does not parse."""
-  experiment = parse_experiment((folder / 'command.txt').read_text(encoding='utf-8'))
+  command = (folder / 'command.txt').read_text(encoding='utf-8')
+  experiment = parse_experiment(command)
   if experiment is None:
     logging.warning('%s: command.txt has no --config=<file>.py; skipping the run.', folder)
     return None
@@ -229,8 +290,10 @@ def read_run(folder: pathlib.Path) -> Run | None:
   if hardware_file.is_file():
     lines = hardware_file.read_text(encoding='utf-8').strip().splitlines()
     hardware = lines[0].strip() if lines else DEFAULT_HARDWARE
+  differences = (config_differences(config, command) if isinstance(config, dict)
+                 else {'config.json': ('not a JSON object', '')})
   return Run(folder, experiment, seed if isinstance(seed, int) else None, hardware,
-             tuple(read_records(folder / 'metrics.jsonl')))
+             tuple(read_records(folder / 'metrics.jsonl')), differences)
 
 
 def collect(root) -> list[Run]:
@@ -433,6 +496,8 @@ def format_links(runs, relative_to) -> str:
     target = pathlib.Path(os.path.relpath(r.run.path, relative_to)).as_posix()
     target = f'<{target}>' if any(c in target for c in ' ()') else target
     label = f'seed{r.run.seed}' if r.run.seed is not None else r.run.path.name
+    if r.run.differences:
+      label += ' (config differs)'
     links.append(f'[{label}]({target})')
   return ' '.join(links)
 
@@ -575,7 +640,22 @@ def parse_args(argv):
   parser.add_argument('--curves', default=None,
                       help="folder for each row's learning curves (default: "
                       "RESULTS_DIR/curves; '' for none)")
+  parser.add_argument('--check', action='store_true',
+                      help="exit 1 if a table row's run has a config.json that differs "
+                      'from the committed config of its command.txt')
   return parser.parse_args(argv[1:])
+
+
+def provenance_failures(results) -> list[str]:
+  """One line per run in the table whose config.json fails the provenance check."""
+  lines = []
+  for result in results:
+    for r in result.runs:
+      if r.run.differences:
+        shown = '; '.join(f'{k}: {a!r} (recorded) vs {b!r} (committed)'
+                          for k, (a, b) in r.run.differences.items())
+        lines.append(f'{r.run.path} ({result.row.config}): {shown}')
+  return list(dict.fromkeys(lines))
 
 
 def main(argv) -> int:
@@ -583,6 +663,9 @@ def main(argv) -> int:
   try:
     relative_to = pathlib.Path(args.readme).parent if args.readme else pathlib.Path('.')
     results = summarize(collect(args.results_dir))
+    failures = provenance_failures(results)
+    for line in failures:
+      logging.warning('config differs from the committed one: %s', line)
     table = render(results, relative_to=relative_to)
     print(table, end='')
     curves = (pathlib.Path(args.results_dir) / 'curves' if args.curves is None
@@ -594,6 +677,10 @@ def main(argv) -> int:
       logging.info('%s: %s.', args.readme, 'table updated' if changed else 'already up to date')
   except errors.UserError as e:
     sys.exit(f'tools.report: {e}')
+  if args.check and failures:
+    print(f'tools.report: {len(failures)} run(s) differ from the committed configs '
+          '(listed above).', file=sys.stderr)
+    return 1
   return 0
 
 
