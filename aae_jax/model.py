@@ -263,6 +263,10 @@ class AAE:
   prior: Any
   reconstruction: Callable[[chex.Array, chex.Array], chex.Array]  # (logits, x) -> (N,)
   output: Callable[[chex.Array], chex.Array]  # decoder logits -> data space
+  # The reconstruction phase minimises recon_scale times the per-example cost
+  # summed over pixels: 1 ('sum'), or 1 / pixels ('mean', the per-pixel mean whose
+  # gradient learning rates in the paper's range fit). Logs stay in summed nats.
+  recon_scale: float = 1.0
   decoder_input: DecoderInput = DecoderInput()
   z_condition: ZCondition = ZCondition()
   critic_y: Critic | None = None
@@ -352,8 +356,9 @@ class AAE:
     return code, jnp.mean(self.reconstruction(logits, batch['x'])), {**stats, **dec_stats}
 
   def reconstruction_objective(self, variables, batch, key):
-    _, loss, stats = self._reconstruct(variables, batch, key)
-    metrics = {'train/recon_loss': loss}
+    _, recon, stats = self._reconstruct(variables, batch, key)
+    metrics = {'train/recon_loss': recon}
+    loss = self.recon_scale * recon
     penalty = self.decoder_input.penalty(variables['params'])
     if penalty is not None:
       name, cost, weight = penalty
@@ -436,6 +441,19 @@ class AAE:
 # From a config.
 
 RECONSTRUCTION_LOSSES = ('bernoulli', 'squared_error')
+RECON_REDUCTIONS = ('sum', 'mean')
+
+
+def recon_scale(loss_config, data_dim: int, regularizer: str) -> float:
+  """The reconstruction objective's factor on the per-example summed cost."""
+  reduction = loss_config.recon_reduction
+  if reduction not in RECON_REDUCTIONS:
+    raise errors.UserError(f'loss.recon_reduction={reduction!r}: choose one of '
+                           f'{", ".join(RECON_REDUCTIONS)} (sum over pixels, or their mean).')
+  if reduction == 'mean' and regularizer == 'vae':
+    raise errors.UserError('loss.recon_reduction="mean" would reweight the VAE\'s ELBO '
+                           'against its KL term: keep "sum" with model.regularizer="vae".')
+  return 1.0 if reduction == 'sum' else 1.0 / data_dim
 
 
 def reconstruction_fn(kind: str, output_activation: str):
@@ -507,6 +525,7 @@ def from_config(config, prior, data_dim: int, num_classes: int = 10,
              prior=prior,
              reconstruction=reconstruction_fn(config.loss.reconstruction,
                                               m.output_activation),
+             recon_scale=recon_scale(config.loss, data_dim, m.regularizer),
              output=models.output_fn(m.output_activation),
              decoder_input=_decoder_input(config, num_classes),
              z_condition=_z_condition(m, prior, num_classes),

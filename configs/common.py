@@ -111,6 +111,9 @@ def base():
       denoise=True, noise_std=0.5, salt_pepper=0.2))
   c.loss = ml_collections.ConfigDict(dict(
       reconstruction='bernoulli',
+      # 'sum': the per-example cost summed over pixels (nats); 'mean': its per-pixel
+      # mean, 1/784 of the gradient on MNIST (what the paper's SGD rates fit).
+      recon_reduction='sum',
       head_threshold=0.0, head_weight=0.0))  # dimensionality reduction's head cost
   # The CPU-scale unsupervised recipe: one Adam per phase at the same rate, so
   # neither reconstruction nor regularisation dominates the encoder, and step
