@@ -203,3 +203,32 @@ def test_smoke_run(name, tiny_dataset, svhn_dataset, tmp_path):
   assert ('train/ce_loss' in last) == bool(config.data.num_labels and config.model.num_classes)
   assert 'run/steps_per_sec' in last
   assert (tmp_path / 'checkpoints' / '2').is_dir()
+
+
+def test_paper_semisup_recipe_is_the_appendix_with_one_stated_clip():
+  from configs import mnist_semisup
+  c = mnist_semisup.get_config('100,paper,epochs=5000')
+  assert c.num_train_steps == 5000 * common.STEPS_PER_EPOCH and c.ema_decay == 0.0
+  assert (c.loss.recon_reduction, c.model.init_std) == ('sum', 0.01)
+  expected = dict(recon=(0.01, 0.9, 0.0), supervised=(0.1, 0.9, 0.0), disc=(0.1, 0.1, 5.0),
+                  disc_y=(0.1, 0.1, 5.0), gen=(0.1, 0.1, 5.0))
+  for phase, (lr, momentum, clip) in expected.items():
+    o = c.optim[phase]
+    assert (o.name, o.lr, o.momentum, o.clip) == ('sgd', lr, momentum, clip), phase
+    assert (tuple(o.decay_epochs), o.decay_factor) == ((50, 1000), 0.1), phase
+  assert mnist_semisup.get_config('100,paper,epochs=50').num_train_steps == 25_000
+
+
+def test_recon_reduction_scales_the_objective_and_refuses_unknown_values():
+  import ml_collections
+  from aae_jax import errors, model
+  loss = ml_collections.ConfigDict(dict(recon_reduction='mean'))
+  assert model.recon_scale(loss, 784, 'adversarial') == pytest.approx(1 / 784)
+  loss.recon_reduction = 'sum'
+  assert model.recon_scale(loss, 784, 'vae') == 1.0
+  loss.recon_reduction = 'avg'
+  with pytest.raises(errors.UserError, match='loss.recon_reduction'):
+    model.recon_scale(loss, 784, 'adversarial')
+  loss.recon_reduction = 'mean'
+  with pytest.raises(errors.UserError, match='vae'):
+    model.recon_scale(loss, 784, 'vae')
