@@ -320,7 +320,7 @@ def test_committed_config_applies_the_commands_overrides():
       'python -m aae_jax.main --config=configs/mnist_semisup.py:100,paper,epochs=50 '
       '--config.seed=3 --config.optim.recon.lr=0.002 --workdir=runs/x  # --config.seed=9')
   assert config['seed'] == 3 and config['optim']['recon']['lr'] == 0.002
-  assert config['data']['num_labels'] == 100 and config['loss']['recon_reduction'] == 'mean'
+  assert config['data']['num_labels'] == 100 and config['optim']['disc']['clip'] == 5.0  # ,paper applied
   with pytest.raises(ValueError, match='does not apply'):
     report.committed_config('python -m aae_jax.main --config=configs/mnist_semisup.py '
                             '--config.no_such_field=1 --workdir=runs/x')

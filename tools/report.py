@@ -214,11 +214,15 @@ def read_records(path: pathlib.Path) -> list[dict]:
 _CONFIG_RE = re.compile(r'--config[= ]\s*[\'"]?(?P<path>[^\s\'":]+\.py)(?::(?P<arg>[^\s\'"]*))?')
 
 
+def _code_lines(command: str) -> list[str]:
+  """The lines of a command.txt with their ``#`` comments cut off."""
+  return [re.split(r'(?:^|\s)#', line, maxsplit=1)[0] for line in command.splitlines()]
+
+
 def parse_experiment(command: str) -> str | None:
   """The experiment of a command.txt: the first ``--config=<path>.py[:<arg>]``
   outside ``#`` comments, as ``<file>.py[:<arg>]``; None when there is none."""
-  for line in command.splitlines():
-    line = re.split(r'(?:^|\s)#', line, maxsplit=1)[0]
+  for line in _code_lines(command):
     match = _CONFIG_RE.search(line)
     if match:
       name = posixpath.basename(match['path'].replace('\\', '/'))
@@ -226,31 +230,20 @@ def parse_experiment(command: str) -> str | None:
   return None
 
 
-def _command_words(command: str) -> list[str]:
-  """The words of the first line of ``command`` (``#`` comments aside) that has a
-  ``--config=``."""
-  for line in command.splitlines():
-    line = re.split(r'(?:^|\s)#', line, maxsplit=1)[0]
-    words = shlex.split(line)
-    if any(w.startswith('--config=') for w in words):
-      return words
-  return []
-
-
 def committed_config(command: str, configs_dir=CONFIGS_DIR) -> dict:
   """The config (as JSON) that ``command`` trains with the configs in ``configs_dir``:
   its ``--config=<file>.py[:<arg>]`` and ``--config.*`` overrides, parsed by absl as
   ``aae_jax.main`` parses them. Raises ValueError when they do not apply."""
-  words = _command_words(command)
-  spec = next((w for w in words if w.startswith('--config=')), None)
-  if spec is None:
+  experiment = parse_experiment(command)
+  if experiment is None:
     raise ValueError('no --config=<file>.py in the command')
-  path, _, arg = spec.split('=', 1)[1].partition(':')
-  file = pathlib.Path(configs_dir) / posixpath.basename(path.replace('\\', '/'))
+  name, _, arg = experiment.partition(':')
+  file = pathlib.Path(configs_dir) / name
   if not file.is_file():
     raise ValueError(f'{file} is not a committed config')
+  line = next(line for line in _code_lines(command) if _CONFIG_RE.search(line))
   argv = ['report', f'--config={file}' + (f':{arg}' if arg else ''),
-          *(w for w in words if w.startswith('--config.'))]
+          *(w for w in shlex.split(line) if w.startswith('--config.'))]
   values = flags.FlagValues()
   config_flags.DEFINE_config_file('config', None, 'experiment config', flag_values=values,
                                   lock_config=True, sys_argv=argv)
