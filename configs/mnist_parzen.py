@@ -21,12 +21,17 @@ nats at the best validation eval (epoch 70), 328.1 after epoch 100 (FID 8.2), wi
 +- 1.7 nats at the best validation eval (epoch 90), 323.5 after epoch 100 (FID 6.8),
 within 322.2-324.2 from epoch 55 on; 117.9 min of training (7.1 steps/s). Three seeds:
 324.4 +- 1.2 nats, 15.6 below the paper's 340.
+
+``:paper`` (with ``epochs=100``): the paper's SGD as the semi-supervised model states it
+(``common.paper_sgd`` on the reconstruction and the two adversarial phases: momentum 0.9
+and rate 0.01 for the summed Euclidean cost, 0.1 and 0.1 for the players, their
+gradients clipped at norm 5, every rate / 10 after epoch 50), N(0, 0.01) weights.
 """
 
 from configs import common
 
 
-ARGS = dict(epochs=('30', '100'))
+ARGS = dict(epochs=('30', '100'), paper=False)
 
 
 def get_config(arg: str = ''):
@@ -34,8 +39,12 @@ def get_config(arg: str = ''):
   c = common.base()
   epochs = int(a.epochs)  # base(): 30 epochs, decays at 15 and 25
   c.num_train_steps = epochs * common.STEPS_PER_EPOCH
-  for phase in common.PHASES:
-    c.optim[phase].decay_epochs = common.scaled_decays(c.optim[phase].decay_epochs, 30, epochs)
+  if a.paper:
+    common.paper_sgd(c, ('recon', 'disc', 'gen'))
+  else:
+    for phase in common.PHASES:
+      c.optim[phase].decay_epochs = common.scaled_decays(c.optim[phase].decay_epochs, 30,
+                                                         epochs)
   c.prior = common.prior('gaussian', dim=8, std=5.0)
   c.model.code_dim = 8
   c.loss.reconstruction = 'squared_error'

@@ -219,6 +219,26 @@ def test_paper_semisup_recipe_is_the_appendix_with_one_stated_clip():
   assert mnist_semisup.get_config('100,paper,epochs=50').num_train_steps == 25_000
 
 
+def test_paper_cluster_and_parzen_recipes_use_the_paper_sgd_and_nets():
+  from configs import mnist_cluster, mnist_parzen
+  c = mnist_cluster.get_config('16,paper')
+  assert tuple(c.model.hidden) == tuple(c.model.disc_hidden) == (3000, 3000)
+  assert (c.model.init_std, c.model.disc_y_input_noise_std) == (0.01, 0.0)
+  assert not c.model.disc_z_sees_y and c.model.disc_y_noise_anneal_steps == 0
+  for phase, (lr, momentum, clip) in dict(recon=(0.01, 0.9, 0.0), disc=(0.1, 0.1, 5.0),
+                                          disc_y=(0.1, 0.1, 5.0),
+                                          gen=(0.1, 0.1, 5.0)).items():
+    o = c.optim[phase]
+    assert (o.name, o.lr, o.momentum, o.clip) == ('sgd', lr, momentum, clip), phase
+  assert c.num_train_steps == 20 * common.STEPS_PER_EPOCH
+  p = mnist_parzen.get_config('paper,epochs=100')
+  assert p.num_train_steps == 100 * common.STEPS_PER_EPOCH
+  assert (p.optim.recon.name, p.optim.recon.lr, p.optim.gen.clip) == ('sgd', 0.01, 5.0)
+  assert tuple(p.optim.recon.decay_epochs) == (50, 1000)
+  assert (p.loss.reconstruction, p.loss.recon_reduction) == ('squared_error', 'sum')
+  assert mnist_parzen.get_config('epochs=100').optim.recon.name == 'adam'  # unchanged
+
+
 def test_recon_reduction_scales_the_objective_and_refuses_unknown_values():
   import ml_collections
   from aae_jax import errors, model

@@ -291,7 +291,7 @@ def test_a_row_without_a_paper_number_shows_no_gap(tmp_path):
 
 def test_the_paper_at_our_epochs_is_its_latest_point_all_runs_reached(tmp_path):
   row = _row('mnist_semisup.py:100,epochs=50')
-  assert row.paper_epochs == ((1, '16.5'), (50, '3.4'))
+  assert row.paper_epochs == ((1, '16.5'), (50, '3.4'), (500, '2.21'), (5000, '1.80'))
   for seed, epochs in ((0, 50), (1, 50)):
     records = [_eval(500 * e, 0.1, 0.1) for e in range(1, epochs + 1)]
     write_run(tmp_path / f's{seed}', config='configs/mnist_semisup.py:100,epochs=50',
@@ -300,6 +300,10 @@ def test_the_paper_at_our_epochs_is_its_latest_point_all_runs_reached(tmp_path):
   assert report.format_paper_at(row, result.runs) == '3.4 (epoch 50)'
   short = [report.RunResult(r.run, r.value, r.step, r.epoch, 10.0, None) for r in result.runs]
   assert report.format_paper_at(row, short) == '16.5 (epoch 1)'  # 10 epochs: only epoch 1
+  long = [report.RunResult(r.run, r.value, r.step, r.epoch, e, None)
+          for r, e in zip(result.runs, (500.0, 620.0))]
+  assert report.format_paper_at(row, long) == '2.21 (epoch 500)'
+  assert _row('mnist_semisup.py:100,paper,epochs=50').paper_epochs == row.paper_epochs
   assert report.format_paper_at(_row('mnist_parzen.py'), result.runs) == report.EMPTY
 
 
