@@ -211,6 +211,8 @@ def _load_idx(name: str, folder: pathlib.Path, cache: str, check: bool):
     builder = _idx_builder(name, os.path.join(cache, _IDX_BUILDER_DIR))
     if not builder.is_prepared():
       _prepare_idx(builder, name, source_dir, check)
+      # Read what is there now: another process may have finished it first.
+      builder = _idx_builder(name, os.path.join(cache, _IDX_BUILDER_DIR))
     try:
       return _read_prepared(builder), builder.info.features['label'].num_classes
     except Exception as e:  # pylint: disable=broad-except
@@ -243,6 +245,11 @@ def _prepare_idx(builder, name: str, source_dir: pathlib.Path, check: bool) -> N
   try:
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=str(source_dir), try_download_gcs=False))
+  except FileExistsError:
+    # Two runs started together on a new cache: both prepared it and the other
+    # moved its copy into place first. Its copy is read (and checked) instead.
+    logging.info('Another process prepared %s in %s meanwhile; using its copy.',
+                 name, builder.data_dir)
   except PermissionError as e:
     raise DataError(f'Cannot write the prepared {name} to {builder.data_dir} '
                     f'({e.strerror}): set TFDS_DATA_DIR (or config.data.cache_dir) to a '

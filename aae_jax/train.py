@@ -92,7 +92,7 @@ def train_step(state: TrainState, batch: dict, phase_list: Sequence[phases_lib.P
 
     (loss, (aux, new_stats)), grads = jax.value_and_grad(objective, has_aux=True)(owned)
     grads = jax.lax.pmean(grads, parallel.AXIS)
-    metrics[f'grad_norm_{phase.name}'] = optax.global_norm(grads)  # before any clipping
+    metrics[f'train/grad_norm_{phase.name}'] = optax.global_norm(grads)  # before any clipping
     updates, opt_state[phase.name] = phase.tx.update(grads, opt_state[phase.name], owned)
     owned = optax.apply_updates(owned, updates)
     params.update(owned)

@@ -41,6 +41,28 @@ def test_prepared_once_then_reused(idx_root, tmp_path, monkeypatch):
   np.testing.assert_array_equal(first.test.labels, again.test.labels)
 
 
+def test_two_runs_preparing_a_new_cache_at_once_both_load(idx_root, tmp_path, monkeypatch):
+  # Two runs start together on a new cache: both find it unprepared and generate
+  # it; the one that finishes second finds the other's copy in place
+  # (FileExistsError from TFDS) and must read that copy instead of failing.
+  cache = str(tmp_path / 'cache')
+  generate = tfds.core.GeneratorBasedBuilder._download_and_prepare
+  other = {}
+
+  def other_run_finishes_first(self, *args, **kwargs):
+    if not other:  # the other run, from start to end, while this one generates
+      monkeypatch.setattr(tfds.core.GeneratorBasedBuilder, '_download_and_prepare', generate)
+      other['ds'] = data.load('mnist', manual_dir=str(idx_root), cache=cache,
+                              num_valid=100, verify=False)
+    return generate(self, *args, **kwargs)
+
+  monkeypatch.setattr(tfds.core.GeneratorBasedBuilder, '_download_and_prepare',
+                      other_run_finishes_first)
+  ds = data.load('mnist', manual_dir=str(idx_root), cache=cache, num_valid=100, verify=False)
+  np.testing.assert_array_equal(ds.train.images, other['ds'].train.images)
+  np.testing.assert_array_equal(ds.test.labels, other['ds'].test.labels)
+
+
 def test_fashion_mnist_goes_through_the_same_path(tmp_path):
   arrays = conftest.write_idx_dataset(tmp_path / 'src', name='fashion_mnist', seed=1)
   ds = data.load('fashion_mnist', manual_dir=str(tmp_path / 'src'), cache=str(tmp_path / 'c'),

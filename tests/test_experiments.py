@@ -422,7 +422,7 @@ def test_the_nn_baseline_trains_the_encoder_on_labels_alone(tiny_dataset):
   changed = helpers.changed(exp.state.params, state.params)
   assert {k for k, v in changed.items() if v} == {'encoder'}
   assert set(metrics) == {'train/ce_loss', 'train/labelled_accuracy',
-                          'guard/nonfinite_supervised'}
+                          'train/grad_norm_supervised', 'guard/nonfinite_supervised'}
   with pytest.raises(errors.UserError, match='regularizer="none"'):
     train.build(helpers.config('mnist_nn_baseline', '100,smoke', **{'data.num_labels': 0}),
                 tiny_dataset)
