@@ -33,6 +33,20 @@ def test_bf16_matmul_matches_float32_to_bf16_rounding():
   assert not np.allclose(out, x @ w, rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize('shape', [(100, 48, 32), (4, 25, 48, 32)])
+def test_the_fast_weight_gradient_equals_the_batch_contracting_form(shape):
+  *batch, k, n = shape
+  x = jax.random.normal(jax.random.PRNGKey(0), (*batch, k)).astype(jnp.bfloat16)
+  g = jax.random.normal(jax.random.PRNGKey(1), (*batch, n)).astype(jnp.bfloat16)
+  got = precision.weight_grad(x, g)
+  want = precision.weight_grad_contract_batch(x, g)
+  assert got.shape == want.shape == (k, n) and got.dtype == want.dtype == jnp.float32
+  # Both accumulate the same bf16 products in float32: equal up to summation order.
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+  exact = (np.asarray(x, np.float64).reshape(-1, k).T @ np.asarray(g, np.float64).reshape(-1, n))
+  np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5 * np.abs(exact).max())
+
+
 def test_every_product_of_the_gradient_takes_bf16_inputs():
   x, w = jnp.ones((8, 5)), jnp.ones((5, 3))
   text = jax.jit(jax.grad(_loss(precision.bf16_matmul), (0, 1))).lower(x, w).as_text()
