@@ -26,6 +26,10 @@ Prints a table, then one JSON line with:
   ``--torch_modes`` (the same phases in PyTorch: eager, eager under bf16
   autocast, and each with ``torch.compile``; timed in alternation with JAX),
   ``torch_fastest_mode`` and ``speedup_vs_torch`` against the fastest.
+* with ``--plain_jax``: ``plain_jax_examples_per_sec``, the same phases and nets
+  written as plain JAX (``bench/plain_jax.py``: no keyed per-example noise, no
+  guard flags or metrics, batches drawn with ``randint``; timed in alternation),
+  and ``speedup_vs_plain_jax``: what the project's machinery costs (below 1) or saves.
 * with ``--vs_float32`` on a bfloat16 config: ``float32_examples_per_sec`` (the
   same step in float32, in alternation), ``speedup_vs_float32``, ``float32_mfu``.
 * with ``--breakdown``, where the step's time goes:
@@ -67,6 +71,8 @@ flags.DEFINE_list('torch_modes', ['eager', 'eager_bf16', 'compile', 'compile_bf1
                   'PyTorch modes timed with --torch (bench/torch_reference.py, MODES).')
 flags.DEFINE_string('weight_grad_variants', '', 'BATCH,K,N: only time the ways to compute '
                     'a bf16 weight gradient (WEIGHT_GRAD_VARIANTS) at that shape and exit.')
+flags.DEFINE_bool('plain_jax', False, 'Also time the same phases written as plain JAX '
+                  '(bench/plain_jax.py): speedup_vs_plain_jax.')
 flags.DEFINE_bool('vs_float32', False, 'With a bfloat16 config, also time the same step in '
                   'float32, in alternation (speedup_vs_float32).')
 flags.DEFINE_bool('epoch', True, 'Also time an epoch through the real training loop.')
@@ -278,7 +284,8 @@ def with_precision(config, policy: str):
 
 def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size: int,
         sizes: tuple[int, int] | None = None, breakdown: bool = False,
-        torch_modes: tuple[str, ...] = ('eager',), vs_float32: bool = False) -> dict:
+        torch_modes: tuple[str, ...] = ('eager',), vs_float32: bool = False,
+        plain_jax: bool = False) -> dict:
   dataset = synthetic_dataset(config, sizes=sizes)
   # The loop first, in a process that has not run PyTorch yet: its idle
   # OpenMP threads were seen to slow XLA's CPU threads afterwards.
@@ -293,6 +300,9 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
       others[f'torch_{mode}'] = torch_reference.TorchStep(config, dataset,
                                                           window=jax_step.window, mode=mode)
       others[f'torch_{mode}'].time_window()  # warm-up (and compilation)
+  if plain_jax:
+    from bench import plain_jax as plain_jax_lib  # pylint: disable=g-import-not-at-top
+    others['plain_jax'] = plain_jax_lib.PlainJaxStep(config, dataset, window=jax_step.window)
   if breakdown:
     others['sgd'] = JaxStep(with_sgd(config), dataset)
   compare_fp32 = vs_float32 and config.model.precision != 'float32'
@@ -337,6 +347,8 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
     result['torch_fastest_mode'] = fastest
     result['torch_examples_per_sec'] = result[f'torch_{fastest}_examples_per_sec']
     result['speedup_vs_torch'] = rate / result['torch_examples_per_sec']
+  if plain_jax:
+    result['speedup_vs_plain_jax'] = rate / result['plain_jax_examples_per_sec']
   if compare_fp32:
     result['speedup_vs_float32'] = rate / result['float32_examples_per_sec']
     result['float32_mfu'] = (result['float32_examples_per_sec'] * flops
@@ -378,7 +390,7 @@ def main(argv):
   result = run(FLAGS.config, windows=FLAGS.windows, with_torch=FLAGS.torch,
                with_epoch=FLAGS.epoch, matmul_size=FLAGS.matmul_size,
                breakdown=FLAGS.breakdown, torch_modes=tuple(FLAGS.torch_modes),
-               vs_float32=FLAGS.vs_float32)
+               vs_float32=FLAGS.vs_float32, plain_jax=FLAGS.plain_jax)
   result = {'config': config_flags.get_config_filename(FLAGS['config']), **result}
   print(table(result))
   print(json.dumps(result))

@@ -204,3 +204,27 @@ def test_torch_reference_modes(tiny_dataset):
   for _ in range(20):
     last = ref.step()
   assert all(np.isfinite(last)) and last[0] < first[0]
+
+
+@pytest.mark.parametrize('name,arg', [('mnist_semisup', '100,smoke'), ('mnist_gaussian', 'smoke')])
+def test_plain_jax_reference_runs_the_projects_phases_on_the_same_nets(tiny_dataset, name, arg):
+  from bench import plain_jax
+  config = helpers.config(name, arg)
+  exp = train.build(config, tiny_dataset)
+  ref = plain_jax.PlainJaxStep(config, tiny_dataset, window=10)
+  assert ref.phases == tuple(p.name for p in exp.phases)
+  size = lambda tree: sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
+  assert size(ref._carry[0]) == size(exp.state.params)  # pylint: disable=protected-access
+  first = ref.losses
+  for _ in range(5):
+    last = ref.run_window()
+  assert first.shape == (10, len(ref.phases)) and np.isfinite(last).all()
+  assert last[:, 0].mean() < first[:, 0].mean()  # reconstruction falls
+
+
+def test_bench_times_the_plain_jax_step_in_alternation():
+  result = bench.run(_config(), windows=2, with_torch=False, with_epoch=False,
+                     matmul_size=256, sizes=(600, 100), plain_jax=True)
+  assert len(result['plain_jax_window_examples_per_sec']) == 2
+  assert result['speedup_vs_plain_jax'] == pytest.approx(
+      result['examples_per_sec'] / result['plain_jax_examples_per_sec'])
