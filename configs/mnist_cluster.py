@@ -26,8 +26,8 @@ clusters 26.9 +- 10.1 % by the paper's rule, 22.4 +- 8.0 % by majority vote;
 nets for the encoder, decoder and both discriminators, N(0, 0.01) weights, no noise on
 the discriminators' inputs and a z discriminator that sees z alone, the semi-supervised
 model's SGD (``common.paper_sgd``: momentum 0.9 and rate 0.01 for reconstruction, 0.1 and
-0.1 for the adversarial players, their gradients clipped at norm 5, each rate / 10 after
-epochs 50 and 1000).
+0.1 for the adversarial players, gradients clipped at norm 5 (adversarial) and 100
+(reconstruction), each rate / 10 after epochs 50 and 1000).
 """
 
 from configs import common

@@ -24,8 +24,9 @@ within 322.2-324.2 from epoch 55 on; 117.9 min of training (7.1 steps/s). Three 
 
 ``:paper`` (with ``epochs=100``): the paper's SGD as the semi-supervised model states it
 (``common.paper_sgd`` on the reconstruction and the two adversarial phases: momentum 0.9
-and rate 0.01 for the summed Euclidean cost, 0.1 and 0.1 for the players, their
-gradients clipped at norm 5, every rate / 10 after epoch 50), N(0, 0.01) weights.
+and rate 0.01 for the summed Euclidean cost, 0.1 and 0.1 for the players, gradients
+clipped at norm 5 (players) and 100 (reconstruction), every rate / 10 after epoch 50),
+N(0, 0.01) weights.
 """
 
 from configs import common

@@ -205,12 +205,12 @@ def test_smoke_run(name, tiny_dataset, svhn_dataset, tmp_path):
   assert (tmp_path / 'checkpoints' / '2').is_dir()
 
 
-def test_paper_semisup_recipe_is_the_appendix_with_one_stated_clip():
+def test_paper_semisup_recipe_is_the_appendix_with_stated_clips():
   from configs import mnist_semisup
   c = mnist_semisup.get_config('100,paper,epochs=5000')
   assert c.num_train_steps == 5000 * common.STEPS_PER_EPOCH and c.ema_decay == 0.0
   assert (c.loss.recon_reduction, c.model.init_std) == ('sum', 0.01)
-  expected = dict(recon=(0.01, 0.9, 0.0), supervised=(0.1, 0.9, 0.0), disc=(0.1, 0.1, 5.0),
+  expected = dict(recon=(0.01, 0.9, 100.0), supervised=(0.1, 0.9, 0.0), disc=(0.1, 0.1, 5.0),
                   disc_y=(0.1, 0.1, 5.0), gen=(0.1, 0.1, 5.0))
   for phase, (lr, momentum, clip) in expected.items():
     o = c.optim[phase]
@@ -225,7 +225,7 @@ def test_paper_cluster_and_parzen_recipes_use_the_paper_sgd_and_nets():
   assert tuple(c.model.hidden) == tuple(c.model.disc_hidden) == (3000, 3000)
   assert (c.model.init_std, c.model.disc_y_input_noise_std) == (0.01, 0.0)
   assert not c.model.disc_z_sees_y and c.model.disc_y_noise_anneal_steps == 0
-  for phase, (lr, momentum, clip) in dict(recon=(0.01, 0.9, 0.0), disc=(0.1, 0.1, 5.0),
+  for phase, (lr, momentum, clip) in dict(recon=(0.01, 0.9, 100.0), disc=(0.1, 0.1, 5.0),
                                           disc_y=(0.1, 0.1, 5.0),
                                           gen=(0.1, 0.1, 5.0)).items():
     o = c.optim[phase]
