@@ -617,6 +617,13 @@ def draw_curves(results, directory) -> list[pathlib.Path]:
     if row.paper != NO_PAPER:
       ax.axhline(paper_number(row.paper), color='k', ls=':', label='the paper, final')
     ax.set_xlabel('epoch')
+    trained = max((e for r in result.runs for e, _ in _curve(r.run.records, row.metric)),
+                  default=0)
+    if row.paper_epochs and max(e for e, _ in row.paper_epochs) > 4 * trained:
+      # The paper's points run far past ours (its 5000 epochs against 50): a log axis
+      # keeps our curve readable beside them.
+      ax.set_xscale('log')
+      ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter('%g'))
     ax.set_ylabel(f'{row.metric}' + (' (%)' if row.unit == 'percent' else f' ({row.unit})'))
     if row.unit == 'percent':
       ax.set_yscale('log')
