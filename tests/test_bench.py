@@ -228,3 +228,28 @@ def test_bench_times_the_plain_jax_step_in_alternation():
   assert len(result['plain_jax_window_examples_per_sec']) == 2
   assert result['speedup_vs_plain_jax'] == pytest.approx(
       result['examples_per_sec'] / result['plain_jax_examples_per_sec'])
+
+
+def test_the_device_check_runs_every_part_and_keeps_their_output(idx_root, tmp_path):
+  import json
+  import os
+  import pathlib
+  import subprocess
+  import sys
+  root = pathlib.Path(__file__).resolve().parents[1]
+  out = tmp_path / 'device_check'
+  env = dict(os.environ, SMOKE='1', PYTHON=sys.executable, AAE_DATA_DIR=str(idx_root),
+             TFDS_DATA_DIR=str(tmp_path / 'tfds'))
+  done = subprocess.run(['bash', str(root / 'bench' / 'device_check.sh'), str(out)], env=env,
+                        cwd=tmp_path, capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stdout + done.stderr
+  status = (out / 'status.txt').read_text().split('\n')
+  assert [line.split()[0] for line in status if line] == [
+      'machine', 'bench_float32', 'bench_bfloat16', 'epoch']
+  last_json = lambda name: json.loads((out / f'{name}.txt').read_text().strip().split('\n')[-1])
+  assert last_json('bench_float32')['speedup_vs_plain_jax'] > 0
+  bf16 = last_json('bench_bfloat16')
+  assert bf16['precision'] == 'bfloat16' and bf16['speedup_vs_float32'] > 0
+  records = [json.loads(line) for line in
+             (out / 'epoch_workdir' / 'metrics.jsonl').read_text().splitlines()]
+  assert any('eval/test_error' in r for r in records)
