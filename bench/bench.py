@@ -188,13 +188,15 @@ def _pad_rows(a, multiple: int):
 
 
 # Ways to compute a dense layer's bf16 weight gradient x^T g (x: B x K, g: B x N),
-# all with bf16 inputs and an fp32 result; precision.weight_grad is 'contract_batch'.
+# all with bf16 inputs and an fp32 result; precision.weight_grad is 'transposed_result'.
 WEIGHT_GRAD_VARIANTS = {
     'contract_batch': precision_lib.weight_grad_contract_batch,
     'transpose_first': lambda x, g: precision_lib.forward(x.T, g),
     'transposed_result': precision_lib.weight_grad,  # the form the step uses
-    'pad_batch_32': lambda x, g: precision_lib.weight_grad(_pad_rows(x, 32), _pad_rows(g, 32)),
-    'pad_batch_64': lambda x, g: precision_lib.weight_grad(_pad_rows(x, 64), _pad_rows(g, 64)),
+    'pad_batch_32': lambda x, g: precision_lib.weight_grad_contract_batch(_pad_rows(x, 32),
+                                                                          _pad_rows(g, 32)),
+    'pad_batch_64': lambda x, g: precision_lib.weight_grad_contract_batch(_pad_rows(x, 64),
+                                                                          _pad_rows(g, 64)),
     'float32': lambda x, g: x.astype(jnp.float32).T @ g.astype(jnp.float32),
 }
 

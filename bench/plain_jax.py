@@ -6,7 +6,8 @@ state per phase from ``config.optim.<phase>``), and nothing of this project's
 step machinery: no per-example keyed noise (one ``jax.random.normal`` per
 phase), batches drawn by ``jax.random.randint`` from the resident training set,
 no non-finite guard, no gradient-norm metrics, no ``pmean`` (one device), only
-the phases' losses returned. ``window`` steps run in one ``lax.scan`` in one
+the phases' losses returned. The loss terms are the project's pure functions
+(``aae_jax/losses.py``): the reference differs in the step, not in the maths. ``window`` steps run in one ``lax.scan`` in one
 compiled call, as the project's chunk does. With ``ema_decay`` > 0 every
 parameter's moving average moves after the phases, as in the project's step.
 
@@ -24,6 +25,7 @@ import numpy as np
 import optax
 
 from aae_jax import data as data_lib
+from aae_jax import losses
 from aae_jax import optim
 from aae_jax import precision as precision_lib
 from bench import torch_reference
@@ -110,9 +112,10 @@ class PlainJaxStep:
       h = jnp.concatenate([jax.nn.softmax(y_logits), z], -1) if y_z else z
       logits = _mlp(p['decoder'], h, matmul)
       if bernoulli:
-        cost = jnp.sum(jax.nn.softplus(logits) - x * logits, -1)
+        cost = losses.bernoulli_nll(logits=logits, targets=x)
       else:
-        cost = jnp.sum(jnp.square((jax.nn.sigmoid(logits) if sigmoid else logits) - x), -1)
+        cost = losses.squared_error(predictions=jax.nn.sigmoid(logits) if sigmoid else logits,
+                                    targets=x)
       return scale * jnp.mean(cost)
 
     def adversary(name):
@@ -125,24 +128,24 @@ class PlainJaxStep:
           fake = jax.nn.softmax(y_logits)
           real = jax.nn.one_hot(jax.random.randint(k_real, (batch,), 0, m.num_classes),
                                 m.num_classes)
-        return (jnp.mean(jax.nn.softplus(-discriminate(p, name, real, k_noise_r)))
-                + jnp.mean(jax.nn.softplus(discriminate(p, name, fake, k_noise_f))))
+        return losses.discriminator_loss(real_logits=discriminate(p, name, real, k_noise_r),
+                                         fake_logits=discriminate(p, name, fake, k_noise_f))
       return loss
 
     def generator(p, x, key):
       k_enc, k_z, k_y = jax.random.split(key, 3)
       z, y_logits = encode(p, x, k_enc)
-      loss = jnp.mean(jax.nn.softplus(-discriminate(p, 'disc', z, k_z)))
+      loss = losses.generator_loss(fake_logits=discriminate(p, 'disc', z, k_z))
       if 'disc_y' in p:
-        loss += jnp.mean(jax.nn.softplus(-discriminate(p, 'disc_y', jax.nn.softmax(y_logits),
-                                                       k_y)))
+        loss += losses.generator_loss(
+            fake_logits=discriminate(p, 'disc_y', jax.nn.softmax(y_logits), k_y))
       return loss
 
     def supervised(p, x, key):
       rows = jax.random.randint(key, (batch,), 0, labelled[0].shape[0])
       _, y_logits = encode(p, labelled[0][rows], jax.random.fold_in(key, 1))
-      return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-          y_logits, labelled[1][rows]))
+      return jnp.mean(losses.categorical_cross_entropy(logits=y_logits,
+                                                       labels=labelled[1][rows]))
 
     objectives = {'recon': recon, 'disc': adversary('disc'), 'disc_y': adversary('disc_y'),
                   'gen': generator, 'supervised': supervised}

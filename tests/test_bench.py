@@ -1,6 +1,11 @@
 """The benchmark's measurements are well-formed, and the PyTorch reference trains."""
 
 import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -231,11 +236,6 @@ def test_bench_times_the_plain_jax_step_in_alternation():
 
 
 def test_the_device_check_runs_every_part_and_keeps_their_output(idx_root, tmp_path):
-  import json
-  import os
-  import pathlib
-  import subprocess
-  import sys
   root = pathlib.Path(__file__).resolve().parents[1]
   out = tmp_path / 'device_check'
   env = dict(os.environ, SMOKE='1', PYTHON=sys.executable, AAE_DATA_DIR=str(idx_root),

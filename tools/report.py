@@ -600,6 +600,7 @@ def draw_curves(results, directory) -> list[pathlib.Path]:
     if not any(_curve(r.run.records, row.metric) for r in result.runs):
       continue  # no eval on the way (a k-means fit): nothing to draw
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    trained = 0  # the last epoch any run logged the metric at
     for i, r in enumerate(result.runs):
       colour = f'C{i}'
       label = f'seed {r.run.seed}' if r.run.seed is not None else r.run.path.name
@@ -608,6 +609,8 @@ def draw_curves(results, directory) -> list[pathlib.Path]:
         keys.append((row.select.key, '--', 0.6, row.select.key.split('/')[-1]))
       for key, style, alpha, name in keys:
         points = _curve(r.run.records, key)
+        if points and key == row.metric:
+          trained = max(trained, max(e for e, _ in points))
         if points:
           ax.plot([e for e, _ in points], [v * scale for _, v in points], style, color=colour,
                   alpha=alpha, marker='.', label=f'{label}: {name}')
@@ -617,8 +620,6 @@ def draw_curves(results, directory) -> list[pathlib.Path]:
     if row.paper != NO_PAPER:
       ax.axhline(paper_number(row.paper), color='k', ls=':', label='the paper, final')
     ax.set_xlabel('epoch')
-    trained = max((e for r in result.runs for e, _ in _curve(r.run.records, row.metric)),
-                  default=0)
     if row.paper_epochs and max(e for e, _ in row.paper_epochs) > 4 * trained:
       # The paper's points run far past ours (its 5000 epochs against 50): a log axis
       # keeps our curve readable beside them.
