@@ -28,7 +28,7 @@ from aae_jax import data as data_lib
 from aae_jax import losses
 from aae_jax import optim
 from aae_jax import precision as precision_lib
-from bench import torch_reference
+from bench import reference_support
 
 
 def _mlp_init(key, sizes, init_std: float):
@@ -51,11 +51,11 @@ def _mlp(layers, x, matmul, relu_last: bool = False):
 class PlainJaxStep:
   """Times ``window`` steps of the config's AAE in plain JAX (module docstring).
 
-  Covers what ``torch_reference.check_supported`` covers (the same check).
+  Covers the configs ``reference_support.check_supported`` accepts (as the PyTorch reference).
   """
 
   def __init__(self, config, dataset, window: int):
-    torch_reference.check_supported(config)
+    reference_support.check_supported(config)
     m = config.model
     self.window, self.batch_size = window, config.batch_size
     self.x = jnp.asarray(dataset.train.images.reshape(len(dataset.train), -1))

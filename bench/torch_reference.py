@@ -31,7 +31,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from aae_jax import data as data_lib
-from aae_jax import errors
+from bench.reference_support import check_supported
 
 
 def _init(layers, init_std: float) -> None:
@@ -81,28 +81,6 @@ def optimizer(cfg, params):
   if cfg.name == 'adam':
     return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.b1, cfg.b2))
   return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
-
-
-def check_supported(config) -> None:
-  """Raises errors.UserError naming every config field the reference does not cover."""
-  m = config.model
-  checks = (  # (field, value, covered)
-      ('model.encoder', m.encoder, m.encoder == 'deterministic'),
-      ('prior.name', config.prior.name, config.prior.name == 'gaussian'),
-      ('model.regularizer', m.regularizer, m.regularizer == 'adversarial'),
-      ('model.batch_norm', m.batch_norm, not m.batch_norm),
-      ('model.input_dropout', m.input_dropout, m.input_dropout == 0),
-      ('model.label_condition', m.label_condition, not m.label_condition),
-      ('model.decoder_input', m.decoder_input,
-       m.decoder_input == 'z' or (m.decoder_input == 'y_z' and m.num_classes > 0)),
-  )
-  bad = [f'{field}={value!r}' for field, value, covered in checks if not covered]
-  if bad:
-    raise errors.UserError(
-        'The PyTorch reference covers the deterministic encoder with a Gaussian prior, '
-        'unsupervised or with a q(y|x) head (model.num_classes > 0, '
-        'model.decoder_input="y_z"), without batch norm, input dropout or label '
-        f'conditioning; this config has {", ".join(bad)}.')
 
 
 # How a PyTorch user would run the step: eager in float32, eager under bfloat16
