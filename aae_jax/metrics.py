@@ -178,8 +178,8 @@ def _duration(seconds: float) -> str:
 class Progress:
   """Steps/s over the last interval and the ETA, for the log line."""
 
-  def __init__(self, start_step: int, total_steps: int):
-    self.total = total_steps
+  def __init__(self, start_step: int, total_steps: int, precision: str = ''):
+    self.total, self.precision = total_steps, precision
     self._step, self._time = start_step, time.perf_counter()
 
   def restart(self, step: int) -> None:
@@ -194,5 +194,6 @@ class Progress:
 
   def line(self, step: int, rates: dict, metrics: dict) -> str:
     shown = ' '.join(f'{k.split("/")[-1]}={v:.4g}' for k, v in sorted(metrics.items()))
-    return (f'step {step}/{self.total} | {rates["steps_per_sec"]:.1f} steps/s | '
+    precision = f' ({self.precision})' if self.precision else ''
+    return (f'step {step}/{self.total} | {rates["steps_per_sec"]:.1f} steps/s{precision} | '
             f'ETA {_duration(rates["eta_sec"])} | {shown}')

@@ -237,19 +237,19 @@ def from_config(model_config, data_dim: int, axis_name: str | None = None):
                      f'choose one of {", ".join(ENCODER_KINDS)}.')
   if m.encoder == 'universal' and m.noise_dim <= 0:
     raise errors.UserError('model.encoder="universal" needs model.noise_dim > 0.')
-  precision_lib.dot_general(m.precision)  # rejects an unknown policy here, by its field
+  precision = precision_lib.resolve(m.precision)  # 'auto' picks; an unknown one is refused
   encoder = Encoder(kind=m.encoder, hidden=hidden, code_dim=m.code_dim,
                     noise_dim=m.noise_dim, input_noise_std=m.input_noise_std,
                     input_dropout=m.input_dropout, num_classes=m.num_classes,
-                    batch_norm=m.batch_norm, init_std=m.init_std, precision=m.precision,
+                    batch_norm=m.batch_norm, init_std=m.init_std, precision=precision,
                     axis_name=axis_name)
   decoder = Decoder(hidden=hidden, out_dim=data_dim, init_std=m.init_std,
-                    batch_norm=m.batch_norm, precision=m.precision, axis_name=axis_name)
+                    batch_norm=m.batch_norm, precision=precision, axis_name=axis_name)
   discriminator = Discriminator(hidden=disc_hidden,
                                 input_noise_std=m.disc_input_noise_std,
-                                init_std=m.init_std, precision=m.precision)
+                                init_std=m.init_std, precision=precision)
   disc_y = None
   if m.num_classes and m.disc_y:
     disc_y = Discriminator(hidden=disc_hidden, input_noise_std=m.disc_y_input_noise_std,
-                           init_std=m.init_std, precision=m.precision)
+                           init_std=m.init_std, precision=precision)
   return encoder, decoder, discriminator, disc_y

@@ -1,7 +1,14 @@
-"""The matmul precision policy: ``model.precision`` = 'float32' or 'bfloat16'.
+"""The matmul precision policy: ``model.precision`` = 'auto', 'float32' or 'bfloat16'.
 
-With 'bfloat16' every dense layer's products (forward, input gradient, weight
-gradient) take bfloat16 inputs and accumulate in float32, which matrix units
+'auto' (the configs' default) picks 'bfloat16' where matrix units run bfloat16
+products faster than float32 ones (GPUs from compute capability 8.0, TPUs, CPUs
+with AMX or AVX-512 BF16) and 'float32' elsewhere (``auto``). A run records the
+precision it picked in its ``config.json`` and keeps it when it resumes, on
+any machine (``train.py``).
+
+With 'bfloat16' every wide dense layer's products (forward, input gradient,
+weight gradient) take bfloat16 inputs and accumulate in float32 (layers with a
+side under ``NARROW``, the code layers, stay float32), which matrix units
 (TPU MXU, GPU tensor cores, the AMX tiles of recent Xeons) run several times
 faster than float32 products. Everything else stays float32: parameters,
 optimizer states, activations between layers, losses, the parameter average
@@ -24,8 +31,55 @@ from jax import lax
 
 from aae_jax import errors
 
-PRECISIONS = ('float32', 'bfloat16')
+PRECISIONS = ('float32', 'bfloat16')  # what a run computes in
+POLICIES = ('auto',) + PRECISIONS  # what model.precision may say
 _BF16, _F32 = jnp.bfloat16, jnp.float32
+# /proc/cpuinfo flags of CPUs whose bfloat16 products beat float32 ones: AMX
+# tiles (Xeon, about 4x) and AVX-512 BF16 dot products (EPYC, Xeon; about 2x).
+BF16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16')
+
+
+def _cpu_flags(path: str = '/proc/cpuinfo') -> set[str]:
+  try:
+    with open(path) as f:
+      for line in f:
+        if line.startswith('flags'):
+          return set(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  return set()
+
+
+def auto(device: jax.Device | None = None, cpu_flags: set[str] | None = None
+         ) -> tuple[str, str]:
+  """What 'auto' picks on ``device`` (default: the first device): (precision, why)."""
+  device = device or jax.devices()[0]
+  if device.platform == 'tpu':
+    return 'bfloat16', 'TPU (bfloat16 matrix units)'
+  if device.platform == 'gpu':
+    capability = getattr(device, 'compute_capability', None)
+    try:
+      major = int(str(capability).split('.')[0])
+    except ValueError:
+      major = 0
+    if major >= 8:
+      return 'bfloat16', f'GPU {device.device_kind} (compute capability {capability})'
+    return 'float32', f'GPU {device.device_kind} without bfloat16 tensor cores'
+  flags = _cpu_flags() if cpu_flags is None else cpu_flags
+  found = [f for f in BF16_CPU_FLAGS if f in flags]
+  if device.platform == 'cpu' and found:
+    return 'bfloat16', f'CPU with {found[0]}'
+  return 'float32', f'{device.platform.upper()} without bfloat16 matrix units'
+
+
+def resolve(policy: str) -> str:
+  """The precision ``policy`` computes in on this machine ('auto' resolved)."""
+  if policy == 'auto':
+    return auto()[0]
+  if policy not in PRECISIONS:
+    raise errors.UserError(f'model.precision={policy!r}: choose one of '
+                           f'{", ".join(POLICIES)}.')
+  return policy
 
 
 def forward(xb, wb):
@@ -81,22 +135,29 @@ def _bwd(residuals, g):
 bf16_matmul.defvjp(_fwd, _bwd)
 
 
+# A layer whose kernel has a side narrower than this keeps float32 products
+# under the bfloat16 policy: the code layers (the encoder's z and q(y|x) heads,
+# the decoder's and the discriminators' first layers reading a code of 2-30
+# numbers) and the discriminators' one-logit outputs. Their products are a
+# fraction of a percent of a step's, and a 2-D code rounded to bfloat16's 8 bits
+# cost mnist_gaussian 14 nats of reconstruction (docs/performance.md).
+NARROW = 64
+
+
 def _bf16_dot_general(lhs, rhs, dimension_numbers, precision=None,
                       preferred_element_type=None):
-  """``lax.dot_general`` as ``flax.linen.Dense`` calls it, through ``bf16_matmul``."""
+  """``lax.dot_general`` as ``flax.linen.Dense`` calls it, through ``bf16_matmul``
+  (float32 for a kernel with a side under ``NARROW``)."""
   del precision, preferred_element_type
   (contract_lhs, contract_rhs), (batch_lhs, batch_rhs) = dimension_numbers
   if (tuple(contract_lhs), tuple(contract_rhs)) != ((lhs.ndim - 1,), (0,)) or batch_lhs \
       or batch_rhs or rhs.ndim != 2:
     raise NotImplementedError(f'bf16_matmul covers x @ kernel only, not {dimension_numbers}')
+  if min(rhs.shape) < NARROW:
+    return lax.dot_general(lhs, rhs, dimension_numbers)
   return bf16_matmul(lhs, rhs)
 
 
 def dot_general(policy: str) -> Callable | None:
   """The ``dot_general`` for ``flax.linen.Dense`` under ``policy`` (None: Flax's own)."""
-  if policy == 'float32':
-    return None
-  if policy == 'bfloat16':
-    return _bf16_dot_general
-  raise errors.UserError(f'model.precision={policy!r}: choose one of '
-                         f'{", ".join(PRECISIONS)}.')
+  return _bf16_dot_general if resolve(policy) == 'bfloat16' else None

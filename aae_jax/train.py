@@ -27,6 +27,7 @@ from aae_jax import model as model_lib
 from aae_jax import parallel
 from aae_jax import phases as phases_lib
 from aae_jax import plots
+from aae_jax import precision as precision_lib
 from aae_jax import priors
 from aae_jax import validation
 from aae_jax import workdir as workdir_lib
@@ -35,6 +36,9 @@ _NOISE_STREAM, _ORDER_STREAM, _LABELLED_STREAM = 0, 1, 2
 # Per-step metric, per phase: 1 where its loss or the parameters it just updated
 # are not finite. The loop stops on it before anything is saved.
 GUARD_PREFIX = 'guard/nonfinite_'
+# Set at a chunk's last step when its final parameters or optimizer states are
+# not all finite (the chunk ran without the per-phase parameter check).
+STATE_GUARD = GUARD_PREFIX + 'state'
 
 
 @struct.dataclass
@@ -69,14 +73,20 @@ def create_train_state(phase_list: Sequence[phases_lib.Phase],
 
 
 def train_step(state: TrainState, batch: dict, phase_list: Sequence[phases_lib.Phase],
-               ema_decay: float = 0.0) -> tuple[TrainState, dict]:
+               ema_decay: float = 0.0, grad_norms: bool = False,
+               check_params: bool = True) -> tuple[TrainState, dict]:
   """One step on this device's share of the batch: every phase, in order.
 
   Each phase differentiates only the sub-trees it owns, averages its gradients
   over the ``'batch'`` axis and applies its own optax transform; later phases
   see the parameters earlier phases updated. Besides each phase's metrics it
-  returns ``guard/nonfinite_<phase>`` flags (see ``GUARD_PREFIX``). When the
-  state keeps a parameter average, it moves by ``ema_decay`` after the phases.
+  returns ``guard/nonfinite_<phase>`` flags (see ``GUARD_PREFIX``): set when the
+  phase's loss is not finite, or (``check_params``) the parameters it updated
+  are not. ``grad_norms`` adds ``train/grad_norm_<phase>`` (before clipping; a
+  non-finite norm sets the flag too). Each costs a pass over the parameters per
+  phase: the training loop runs without the parameter check and replays it only
+  where a chunk went wrong (``locate_nonfinite``). When the state keeps a
+  parameter average, it moves by ``ema_decay`` after the phases.
   """
   step_key = jax.random.fold_in(jax.random.fold_in(state.rng, _NOISE_STREAM), state.step)
   params, stats = dict(state.params), dict(state.batch_stats)
@@ -92,14 +102,17 @@ def train_step(state: TrainState, batch: dict, phase_list: Sequence[phases_lib.P
 
     (loss, (aux, new_stats)), grads = jax.value_and_grad(objective, has_aux=True)(owned)
     grads = jax.lax.pmean(grads, parallel.AXIS)
-    metrics[f'train/grad_norm_{phase.name}'] = optax.global_norm(grads)  # before any clipping
+    finite = jnp.isfinite(loss)
+    if grad_norms:
+      norm = metrics[f'train/grad_norm_{phase.name}'] = optax.global_norm(grads)
+      finite &= jnp.isfinite(norm)
     updates, opt_state[phase.name] = phase.tx.update(grads, opt_state[phase.name], owned)
     owned = optax.apply_updates(owned, updates)
     params.update(owned)
     stats.update(new_stats)
     metrics.update(aux)
-    finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
-        [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(owned)]))
+    if check_params:
+      finite &= all_finite(owned)
     metrics[f'{GUARD_PREFIX}{phase.name}'] = 1.0 - finite.astype(jnp.float32)
   metrics = jax.lax.pmean(metrics, parallel.AXIS)
   ema = state.ema
@@ -108,6 +121,11 @@ def train_step(state: TrainState, batch: dict, phase_list: Sequence[phases_lib.P
                        {'params': params, 'batch_stats': stats})
   return state.replace(step=state.step + 1, params=params, batch_stats=stats,
                        opt_state=opt_state, ema=ema), metrics
+
+
+def all_finite(tree) -> jax.Array:
+  """Whether every element of ``tree``'s arrays is finite (a bool scalar)."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def epoch_order(rng: chex.PRNGKey, epoch, num_examples: int,
@@ -130,7 +148,8 @@ def _cycled_order(rng, step, steps_per_epoch: int, num_examples: int, stream: in
 
 
 def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps: int,
-                     num_examples: int, num_labelled: int = 0, ema_decay: float = 0.0):
+                     num_examples: int, num_labelled: int = 0, ema_decay: float = 0.0,
+                     grad_norms: bool = False, check_params: bool = False):
   """A per-device function running ``num_steps`` steps with ``lax.scan``.
 
   It takes the state and this device's rows of the training set (images and
@@ -144,8 +163,11 @@ def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps
   With ``num_labelled`` > 0 the chunk also takes ``labelled_idx`` (the training
   rows whose labels may be used, replicated) and adds ``batch['labelled']``: a
   mini-batch of ``batch_size`` of them, visited epoch by epoch in their own
-  order, with noise positions after the unlabelled batch's. ``ema_decay``: see
-  ``train_step``.
+  order, with noise positions after the unlabelled batch's. ``ema_decay``,
+  ``grad_norms`` and ``check_params``: see ``train_step``. Without
+  ``check_params`` the chunk checks its final state (parameters and optimizer
+  states) once instead: ``STATE_GUARD`` is set at its last step where they are
+  not all finite.
   """
   local = batch_size // num_devices
   steps_per_epoch = num_examples // batch_size
@@ -175,11 +197,15 @@ def make_train_chunk(phase_list, *, batch_size: int, num_devices: int, num_steps
       if num_labelled:
         lx, ly = rows(order[1], state.step, labelled_steps, labelled_idx)
         batch['labelled'] = {'x': lx, 'label': ly, 'position': positions + batch_size}
-      state, metrics = train_step(state, batch, phase_list, ema_decay)
+      state, metrics = train_step(state, batch, phase_list, ema_decay, grad_norms,
+                                  check_params)
       return (state, order), metrics
 
     (state, _), metrics = jax.lax.scan(body, (state, orders(state.step)), None,
                                        length=num_steps)
+    if not check_params:
+      bad = 1.0 - all_finite((state.params, state.opt_state)).astype(jnp.float32)
+      metrics[STATE_GUARD] = jnp.zeros(num_steps).at[-1].set(bad)
     return state, metrics
 
   return chunk
@@ -201,6 +227,7 @@ class Experiment:
   labelled_idx: np.ndarray = struct.field(pytree_node=False)
   batch_size: int = struct.field(pytree_node=False, default=100)
   ema_decay: float = struct.field(pytree_node=False, default=0.0)
+  grad_norms: bool = struct.field(pytree_node=False, default=False)
 
   @property
   def supervised(self) -> bool:
@@ -221,17 +248,19 @@ class Experiment:
       inputs += (dp.replicate(jnp.asarray(self.labelled_idx, jnp.int32)),)
     return inputs
 
-  def chunk_fn(self, num_devices: int, num_steps: int):
+  def chunk_fn(self, num_devices: int, num_steps: int, check_params: bool = False):
     """The per-device ``make_train_chunk`` of this experiment (not compiled)."""
     return make_train_chunk(self.phases, batch_size=self.batch_size,
                             num_devices=num_devices, num_steps=num_steps,
                             num_examples=len(self.train_labels),
-                            num_labelled=self.num_labelled, ema_decay=self.ema_decay)
+                            num_labelled=self.num_labelled, ema_decay=self.ema_decay,
+                            grad_norms=self.grad_norms, check_params=check_params)
 
-  def chunk(self, dp: parallel.DataParallel, num_steps: int):
+  def chunk(self, dp: parallel.DataParallel, num_steps: int, check_params: bool = False):
     """``chunk_fn`` of ``num_steps`` steps compiled for ``dp``'s devices:
     ``fn(state, *chunk_inputs(dp, images)) -> (state, per-step metrics)``."""
-    return dp.compile(self.chunk_fn(dp.num_devices, num_steps), sharded_argnums=(1, 2))
+    return dp.compile(self.chunk_fn(dp.num_devices, num_steps, check_params),
+                      sharded_argnums=(1, 2))
 
 
 def _check_labels(config, aae: model_lib.AAE, num_labels: int) -> None:
@@ -279,7 +308,8 @@ def build(config, dataset: data_lib.Dataset) -> Experiment:
   return Experiment(aae=aae, phases=phase_list, state=state,
                     steps_per_epoch=steps_per_epoch, train_labels=train_labels,
                     labelled_idx=labelled_idx, batch_size=config.batch_size,
-                    ema_decay=config.ema_decay)
+                    ema_decay=config.ema_decay,
+                    grad_norms=bool(config.get('log_grad_norms', False)))
 
 
 # ----------------------------------------------------------------------------
@@ -309,26 +339,54 @@ class NonFiniteError(errors.UserError):
   """Training produced NaN or Inf; raised before the bad state can be saved."""
 
 
-def check_finite(chunks: list[dict], phase_names: Sequence[str], first_step: int,
-                 last_good: int) -> None:
-  """Raises NonFiniteError naming the first step and phase whose guard flag is set.
+def first_nonfinite(chunks: list[dict], phase_names: Sequence[str],
+                    first_step: int) -> tuple[int, str] | None:
+  """The first step and phase whose guard flag is set (``'state'`` for
+  ``STATE_GUARD``), or None.
 
   Args:
     chunks: per-chunk host metrics, each a dict of per-step arrays, in order.
     phase_names: the phases in the order they run (a NaN spreads to later ones).
     first_step: the step number of the first entry (steps count from 1).
-    last_good: the step of the newest checkpoint, for the message.
   """
-  flags = np.stack([_per_step(chunks, GUARD_PREFIX + p) for p in phase_names])
+  names = list(phase_names) + (['state'] if STATE_GUARD in chunks[0] else [])
+  flags = np.stack([_per_step(chunks, GUARD_PREFIX + p) for p in names])
   bad = np.flatnonzero(flags.max(axis=0) > 0)
-  if bad.size:
-    phase = phase_names[int(np.flatnonzero(flags[:, bad[0]] > 0)[0])]
-    step = first_step + int(bad[0])
-    raise NonFiniteError(
-        f'Non-finite loss or parameters in phase {phase!r} at step {step}; the run '
-        f'stopped without saving it. The last good checkpoint (step {last_good}) is '
-        f'untouched: lower optim.{phase}.lr or set optim.{phase}.clip, then rerun to '
-        'resume from it.')
+  if not bad.size:
+    return None
+  return first_step + int(bad[0]), names[int(np.flatnonzero(flags[:, bad[0]] > 0)[0])]
+
+
+def nonfinite_error(step: int, phase: str, last_good: int) -> NonFiniteError:
+  """The error for a first non-finite ``phase`` at ``step``; ``last_good``: the
+  step of the newest checkpoint, for the message."""
+  if phase == 'state':
+    where, fix = (f'Non-finite parameters or optimizer states by step {step} (every loss '
+                  'finite)', 'lower the phases\' optim.<phase>.lr or set optim.<phase>.clip')
+  else:
+    where, fix = (f'Non-finite loss or parameters in phase {phase!r} at step {step}',
+                  f'lower optim.{phase}.lr or set optim.{phase}.clip')
+  return NonFiniteError(
+      f'{where}; the run stopped without saving it. The last good checkpoint (step '
+      f'{last_good}) is untouched: {fix}, then rerun to resume from it.')
+
+
+def locate_nonfinite(exp: Experiment, dp, state, start: int, until: int, inputs,
+                     config) -> tuple[int, str] | None:
+  """Replays steps ``start``+1 .. ``until`` from ``state`` (the state after step
+  ``start``) with every phase's parameter check (``train_step``'s
+  ``check_params``), chunked as the loop chunks them: the first step and phase
+  that went non-finite, or None where the replay stays finite."""
+  step, dev_state = start, dp.replicate(state)
+  while step < until:
+    num_steps = min(_next_stop(step, config), until) - step
+    dev_state, metrics = exp.chunk(dp, num_steps, check_params=True)(dev_state, *inputs)
+    found = first_nonfinite([jax.device_get(metrics)], [p.name for p in exp.phases],
+                            step + 1)
+    if found is not None:
+      return found
+    step += num_steps
+  return None
 
 
 class _Profile:
@@ -406,12 +464,35 @@ def _eval_due(step: int, config) -> bool:
   return step % config.eval_every == 0 or step == config.num_train_steps
 
 
+def resolve_precision(config, workdir: pathlib.Path):
+  """``config`` with ``model.precision`` 'auto' made concrete: the precision the
+  workdir's ``config.json`` records where it records one (a resumed run keeps
+  what it started with, on any machine), else ``precision.auto``'s pick. The
+  run's ``config.json``, its log records (``run/precision``) and its progress
+  line then name the precision it computes in."""
+  policy = config.model.precision
+  if policy != 'auto':
+    precision_lib.resolve(policy)  # an unknown policy is refused here
+    return config
+  recorded = workdir_lib.recorded_value(workdir, 'model.precision')
+  if recorded in precision_lib.PRECISIONS:
+    choice, why = recorded, f'recorded in {workdir / workdir_lib.CONFIG_NAME}, kept on resume'
+  else:
+    choice, why = precision_lib.auto()
+  logging.info("model.precision='auto': %s (%s).", choice, why)
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.model.precision = choice
+  return config
+
+
 def _train(config, workdir: pathlib.Path, dataset, interrupts: interrupts_lib.Interrupts,
            main_process: bool) -> dict:
   dp = parallel.DataParallel(config.parallel.backend)
   dp.check_batch_size(config.batch_size)
   checkpoints = workdir / 'checkpoints'
   resuming = bool(checkpoint.existing_steps(checkpoints))
+  config = resolve_precision(config, workdir)
   workdir_lib.check_config(config, workdir, resuming)
   dataset = dataset or distributed.main_first(lambda: data_lib.from_config(config), 'data')
   if config.data.exclude_class >= 0:  # before standardising: its statistics leave it out too
@@ -494,7 +575,7 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, tens
   del state
   compiled = functools.cache(functools.partial(exp.chunk, dp))
 
-  progress = metrics_lib.Progress(start, total)
+  progress = metrics_lib.Progress(start, total, config.model.precision)
   profile = _Profile(workdir / 'profile', config.get('profile_steps', 0), start)
   pending, since_log = [], []
   step, checked, last_saved = start, start, start
@@ -516,7 +597,17 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, tens
     host = jax.device_get(pending)
     pending = []
     train_seconds += time.perf_counter() - t0
-    check_finite(host, [p.name for p in exp.phases], checked + 1, last_saved)
+    bad = first_nonfinite(host, [p.name for p in exp.phases], checked + 1)
+    if bad is not None:
+      # The loop's chunks flag losses and check the state once per chunk; the
+      # replay from the last checkpoint finds the phase whose update went wrong.
+      del dev_state, pending
+      ckpt.wait()
+      restored, state = ckpt.restore_latest(exp.state)
+      logging.info('Non-finite values by step %d: replaying steps %d-%d with every '
+                   'phase\'s parameter check to find where.', bad[0], restored + 1, bad[0])
+      located = locate_nonfinite(exp, dp, state, restored, bad[0], inputs, config)
+      raise nonfinite_error(*(located or bad), last_saved)
     checked = step
     since_log += host
     record = {}
@@ -526,7 +617,8 @@ def _run(config, workdir: pathlib.Path, dataset, exp: Experiment, dp, ckpt, tens
       rates = progress.update(step)
       logging.info(progress.line(step, rates, means))
       record.update(means, **{'train/steps_per_sec': rates['steps_per_sec'],
-                              'train/epoch': step / exp.steps_per_epoch})
+                              'train/epoch': step / exp.steps_per_epoch,
+                              'run/precision': config.model.precision})
     if step == total:
       record.update({'run/train_seconds': train_seconds,
                      'run/steps_per_sec': (total - start) / max(train_seconds, 1e-9)})

@@ -34,7 +34,8 @@ HISTORY_NAME = 'config_history.jsonl'
 # runs, not what it trains. Prefixes end with '.'.
 RESUME_SAFE = ('num_train_steps', 'steps_per_dispatch', 'log_every', 'eval_every',
                'checkpoint_every', 'checkpoints_to_keep', 'eval_batch_size',
-               'allow_config_change', 'allow_restart', 'profile_steps', 'evaluation.',
+               'allow_config_change', 'allow_restart', 'profile_steps', 'log_grad_norms',
+               'evaluation.',
                'parallel.',
                'data.manual_dir', 'data.cache_dir', 'data.verify_checksums')
 
@@ -181,10 +182,31 @@ def differences(old: dict, new: dict) -> dict[str, tuple]:
           for k in sorted(a.keys() | b.keys()) if a.get(k, '<absent>') != b.get(k, '<absent>')}
 
 
+# Fields whose value in a new config leaves the recorded one to stand: a run
+# records the precision 'auto' picked, and 'auto' accepts any pick.
+FOLLOWS_RECORD = {'model.precision': 'auto'}
+
+
+def _follows(field: str, recorded, new) -> bool:
+  return FOLLOWS_RECORD.get(field) == new and recorded != '<absent>'
+
+
 def trained_differences(recorded: dict, new: dict) -> dict[str, tuple]:
   """The fields that change what is trained between a recorded config (migrated)
   and ``new`` (both JSON dicts): field -> (recorded, new); empty when the same."""
-  return {k: v for k, v in differences(migrate(recorded), new).items() if not _safe(k)}
+  return {k: (a, b) for k, (a, b) in differences(migrate(recorded), new).items()
+          if not _safe(k) and not _follows(k, a, b)}
+
+
+def recorded_value(workdir: pathlib.Path, field: str):
+  """``field`` (dotted) of the workdir's ``config.json`` (migrated), or None."""
+  path = workdir / CONFIG_NAME
+  if not path.exists():
+    return None
+  node = migrate(json.loads(path.read_text()))
+  for key in field.split('.'):
+    node = node.get(key) if isinstance(node, dict) else None
+  return node
 
 
 def _as_json(config) -> dict:

@@ -10,7 +10,8 @@ Prints a table, then one JSON line with:
   the median of ``--windows`` timed windows of ``steps_per_dispatch`` steps.
 * ``flops_per_example``: XLA's cost analysis of the compiled one-step program,
   divided by the batch size (``flops_source`` says so).
-* ``precision``: the config's ``model.precision`` (``aae_jax/precision.py``).
+* ``precision``: what the step computes in, ``precision_policy`` the config's
+  ``model.precision`` ('auto' picks per machine: ``aae_jax/precision.py``).
 * ``jax_matmul_gflops_<p>``: the (n x n) @ (n x n) rate in each precision, as
   the step computes products (bf16: bf16 inputs, fp32 result), measured in the
   same run; with ``--torch`` also ``torch_matmul_gflops_<p>`` (PyTorch's own
@@ -307,7 +308,8 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
     others['plain_jax'] = plain_jax_lib.PlainJaxStep(config, dataset, window=jax_step.window)
   if breakdown:
     others['sgd'] = JaxStep(with_sgd(config), dataset)
-  compare_fp32 = vs_float32 and config.model.precision != 'float32'
+  policy = precision_lib.resolve(config.model.precision)  # 'auto' picks for this machine
+  compare_fp32 = vs_float32 and policy != 'float32'
   if compare_fp32:
     others['float32'] = JaxStep(with_precision(config, 'float32'), dataset)
   jax_rates, rates = [], {name: [] for name in others}
@@ -315,7 +317,6 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
     jax_rates.append(jax_step.time_window())
     for name, step in others.items():
       rates[name].append(step.time_window())
-  policy = config.model.precision
   # The machine's peak per precision: the best square product measured, by XLA
   # and (with --torch) by PyTorch's oneDNN.
   jax_peaks = {p: matmul_gflops(matmul_size, precision=p) for p in precision_lib.PRECISIONS}
@@ -334,7 +335,7 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
       'examples_per_sec': rate, 'steps_per_sec': rate / config.batch_size,
       'window_examples_per_sec': jax_rates,
       'flops_per_example': flops, 'flops_source': 'xla_cost_analysis',
-      'precision': policy,
+      'precision': policy, 'precision_policy': config.model.precision,
       **{f'jax_matmul_gflops_{p}': v for p, v in jax_peaks.items()},
       **{f'torch_matmul_gflops_{p}': v for p, v in torch_peaks.items()},
       **{f'peak_gflops_{p}': v for p, v in peaks.items()},

@@ -3,7 +3,8 @@
 # under 8 minutes on a GPU:
 #   1. the machine: jax.devices(), nvidia-smi where there is one, the CPU's matrix flags;
 #   2. the bench of configs/mnist_semisup.py:1000 in float32 against the plain-JAX step
-#      (bench/plain_jax.py), then in bfloat16 against float32, timed in alternation;
+#      (bench/plain_jax.py), then in the precision 'auto' picks there (bfloat16 on GPUs,
+#      TPUs and CPUs with AMX or AVX-512 BF16) against float32, timed in alternation;
 #   3. one epoch of configs/mnist_semisup.py:1000 through the real training loop
 #      (python -m aae_jax.main: batches on device, eval with figures, a checkpoint).
 # Everything it prints goes to files under OUT_DIR; a failed part is recorded in
@@ -54,7 +55,7 @@ machine() {
 part machine machine
 part bench_float32 "$PYTHON" -m bench.bench "--config=$config" --config.model.precision=float32 \
   --plain_jax --epoch=false "${bench_flags[@]}"
-part bench_bfloat16 "$PYTHON" -m bench.bench "--config=$config" --config.model.precision=bfloat16 \
+part bench_auto "$PYTHON" -m bench.bench "--config=$config" --config.model.precision=auto \
   --vs_float32 --epoch=false "${bench_flags[@]}"
 part epoch "$PYTHON" -m aae_jax.main "--config=$config" "--workdir=$out/epoch_workdir" \
   "${train_flags[@]}"

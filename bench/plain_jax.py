@@ -60,7 +60,8 @@ class PlainJaxStep:
     self.window, self.batch_size = window, config.batch_size
     self.x = jnp.asarray(dataset.train.images.reshape(len(dataset.train), -1))
     d = self.x.shape[1]
-    matmul = precision_lib.bf16_matmul if m.precision == 'bfloat16' else jnp.matmul
+    bf16 = precision_lib.resolve(m.precision) == 'bfloat16'
+    matmul = precision_lib.bf16_matmul if bf16 else jnp.matmul
     k = iter(jax.random.split(jax.random.PRNGKey(config.seed), 8))
     y_z = m.decoder_input == 'y_z' and m.num_classes > 0
     params = {'trunk': _mlp_init(next(k), (d, *m.hidden), m.init_std),

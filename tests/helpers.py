@@ -11,9 +11,14 @@ from aae_jax import train
 
 
 def config(name: str, arg: str = 'smoke', **overrides):
-  """``configs/<name>.py:<arg>`` without checksum checks, with dotted-key overrides."""
+  """``configs/<name>.py:<arg>`` without checksum checks, with dotted-key overrides.
+
+  Products in float32 unless overridden: what 'auto' picks depends on the CPU,
+  and the tests' numbers must not (tests/test_precision.py covers 'auto').
+  """
   c = importlib.import_module(f'configs.{name}').get_config(arg)
   c.data.verify_checksums = False
+  c.model.precision = 'float32'
   for key, value in overrides.items():
     target = c
     *path, leaf = key.split('.')

@@ -14,6 +14,7 @@ import pytest
 
 from aae_jax import errors
 from aae_jax import optim
+from aae_jax import precision
 from aae_jax import train
 from bench import bench
 from tests import helpers
@@ -33,7 +34,7 @@ def test_bench_reports_every_field():
               'epoch_seconds', 'loop_overhead', 'jax_matmul_gflops_float32',
               'jax_matmul_gflops_bfloat16', 'mfu_vs_best_peak'):
     assert result[key] > 0 or key == 'loop_overhead', key
-  assert result['precision'] == 'float32'
+  assert result['precision'] == result['precision_policy'] == 'float32'
   assert result['matmul_gflops'] == result['peak_gflops_float32'] >= result[
       'jax_matmul_gflops_float32']
   assert result['flops_source'] == 'xla_cost_analysis'
@@ -245,11 +246,13 @@ def test_the_device_check_runs_every_part_and_keeps_their_output(idx_root, tmp_p
   assert done.returncode == 0, done.stdout + done.stderr
   status = (out / 'status.txt').read_text().split('\n')
   assert [line.split()[0] for line in status if line] == [
-      'machine', 'bench_float32', 'bench_bfloat16', 'epoch']
+      'machine', 'bench_float32', 'bench_auto', 'epoch']
   last_json = lambda name: json.loads((out / f'{name}.txt').read_text().strip().split('\n')[-1])
   assert last_json('bench_float32')['speedup_vs_plain_jax'] > 0
-  bf16 = last_json('bench_bfloat16')
-  assert bf16['precision'] == 'bfloat16' and bf16['speedup_vs_float32'] > 0
+  auto = last_json('bench_auto')
+  assert auto['precision_policy'] == 'auto'
+  assert auto['precision'] == precision.resolve('auto')
+  assert auto['precision'] == 'float32' or auto['speedup_vs_float32'] > 0
   records = [json.loads(line) for line in
              (out / 'epoch_workdir' / 'metrics.jsonl').read_text().splitlines()]
   assert any('eval/test_error' in r for r in records)

@@ -412,6 +412,20 @@ def test_batch_norm_gives_the_same_updates_on_one_device_or_four(svhn_dataset):
                                 got.batch_stats[name])
 
 
+def test_gradient_norms_are_logged_when_asked(tiny_dataset):
+  exp = train.build(helpers.config('mnist_semisup', '100,smoke'), tiny_dataset)
+  batch = jax.tree.map(lambda x: x[None], (exp.state, _labelled_batch(tiny_dataset, exp)))
+  norms = {}
+  for grad_norms in (False, True):
+    fn = jax.vmap(lambda s, b, g=grad_norms: train.train_step(s, b, exp.phases, grad_norms=g),
+                  axis_name=parallel.AXIS)
+    _, metrics = fn(*batch)
+    norms[grad_norms] = {k: float(v[0]) for k, v in metrics.items() if 'grad_norm' in k}
+  assert norms[False] == {}
+  assert set(norms[True]) == {f'train/grad_norm_{p.name}' for p in exp.phases}
+  assert all(np.isfinite(v) and v > 0 for v in norms[True].values())
+
+
 def test_the_nn_baseline_trains_the_encoder_on_labels_alone(tiny_dataset):
   exp = train.build(helpers.config('mnist_nn_baseline', '100,smoke'), tiny_dataset)
   semisup = train.build(helpers.config('mnist_semisup', '100,smoke'), tiny_dataset)
@@ -422,7 +436,7 @@ def test_the_nn_baseline_trains_the_encoder_on_labels_alone(tiny_dataset):
   changed = helpers.changed(exp.state.params, state.params)
   assert {k for k, v in changed.items() if v} == {'encoder'}
   assert set(metrics) == {'train/ce_loss', 'train/labelled_accuracy',
-                          'train/grad_norm_supervised', 'guard/nonfinite_supervised'}
+                          'guard/nonfinite_supervised'}
   with pytest.raises(errors.UserError, match='regularizer="none"'):
     train.build(helpers.config('mnist_nn_baseline', '100,smoke', **{'data.num_labels': 0}),
                 tiny_dataset)

@@ -1,6 +1,7 @@
 """The bfloat16 matmul policy: products in bf16 with f32 results, forward and
 backward; parameters, optimizer states and metrics stay float32."""
 
+import json
 import re
 
 import jax
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 
 from aae_jax import errors
+from aae_jax import models
 from aae_jax import precision
 from aae_jax import train
+from aae_jax import workdir
 from tests import helpers
 
 
@@ -78,3 +81,85 @@ def test_bfloat16_policy_trains_in_float32_state(tiny_dataset):
 def test_unknown_precision_names_the_field(tiny_dataset):
   with pytest.raises(errors.UserError, match='model.precision'):
     train.build(helpers.config('mnist_gaussian', **{'model.precision': 'fp16'}), tiny_dataset)
+
+
+class _Device:
+  def __init__(self, platform, device_kind='', compute_capability=None):
+    self.platform, self.device_kind = platform, device_kind
+    if compute_capability is not None:
+      self.compute_capability = compute_capability
+
+
+@pytest.mark.parametrize('device,flags,want', [
+    (_Device('cpu'), {'avx2', 'avx512f', 'amx_tile', 'amx_bf16'}, 'bfloat16'),  # Xeon with AMX
+    (_Device('cpu'), {'avx2', 'avx512f', 'avx512_bf16'}, 'bfloat16'),  # EPYC with AVX-512 BF16
+    (_Device('cpu'), {'avx2', 'fma'}, 'float32'),  # AVX2 only
+    (_Device('gpu', 'NVIDIA H100', '9.0'), set(), 'bfloat16'),
+    (_Device('gpu', 'Tesla V100', '7.0'), set(), 'float32'),
+    (_Device('tpu', 'TPU v4'), set(), 'bfloat16'),
+])
+def test_auto_picks_bfloat16_where_matrix_units_run_it(device, flags, want):
+  got, why = precision.auto(device, flags)
+  assert got == want and why
+
+
+def test_auto_reads_this_cpus_flags():
+  flags = precision._cpu_flags()  # pylint: disable=protected-access
+  want = 'bfloat16' if flags & set(precision.BF16_CPU_FLAGS) else 'float32'
+  assert precision.resolve('auto') == want
+  assert precision.resolve('float32') == 'float32'
+
+
+def test_a_run_records_what_auto_picked_and_keeps_it_on_resume(tiny_dataset, tmp_path,
+                                                               monkeypatch, caplog):
+  short = {'model.precision': 'auto', 'num_train_steps': 4, 'eval_every': 4,
+           'checkpoint_every': 4, 'log_every': 2, 'steps_per_dispatch': 2}
+  monkeypatch.setattr(precision, 'auto', lambda: ('bfloat16', 'a test machine'))
+  with caplog.at_level('INFO'):
+    train.train_and_evaluate(helpers.smoke_config(**short), str(tmp_path), tiny_dataset)
+  assert "model.precision='auto': bfloat16 (a test machine)" in caplog.text
+  assert re.search(r'step 2/4 \| [0-9.]+ steps/s \(bfloat16\)', caplog.text)
+  recorded = lambda: json.loads((tmp_path / 'config.json').read_text())['model']['precision']
+  assert recorded() == 'bfloat16'
+  # Resumed on a machine where 'auto' would pick float32: the run keeps bfloat16.
+  monkeypatch.setattr(precision, 'auto', lambda: ('float32', 'another machine'))
+  caplog.clear()
+  with caplog.at_level('INFO'):
+    train.train_and_evaluate(helpers.smoke_config(**{**short, 'num_train_steps': 8}),
+                             str(tmp_path), tiny_dataset)
+  assert "model.precision='auto': bfloat16 (recorded in" in caplog.text
+  assert recorded() == 'bfloat16'
+  rows = helpers.records(tmp_path)
+  assert [r['run/precision'] for r in rows if 'run/precision' in r] == ['bfloat16'] * 4
+  # An explicit other precision is another experiment.
+  with pytest.raises(errors.UserError, match='model.precision'):
+    train.train_and_evaluate(helpers.smoke_config(**{**short, 'model.precision': 'float32',
+                                                     'num_train_steps': 10}),
+                             str(tmp_path), tiny_dataset)
+
+
+def test_auto_in_a_config_accepts_the_precision_a_record_names():
+  recorded = json.loads(helpers.config('mnist_gaussian').to_json_best_effort())
+  new = json.loads(helpers.config('mnist_gaussian', **{'model.precision': 'auto'})
+                   .to_json_best_effort())
+  assert recorded['model']['precision'] == 'float32'
+  assert workdir.trained_differences(recorded, new) == {}
+  recorded['model']['precision'] = 'bfloat16'
+  assert workdir.trained_differences(recorded, new) == {}
+  new['model']['precision'] = 'float32'
+  assert workdir.trained_differences(recorded, new) == {
+      'model.precision': ('bfloat16', 'float32')}
+
+
+def test_narrow_layers_keep_float32_under_the_bfloat16_policy():
+  # The code layers (2 to 30 wide) carry the code: float32 products; wide layers bf16.
+  x = jax.random.normal(jax.random.PRNGKey(0), (16, 1000))
+  outs = {}
+  for features in (2, 1000):
+    for policy in ('float32', 'bfloat16'):
+      layer = models.dense(features, 0.01, 'layer', policy)
+      params = layer.init(jax.random.PRNGKey(1), x)
+      outs[features, policy] = np.asarray(layer.apply(params, x))
+  np.testing.assert_array_equal(outs[2, 'bfloat16'], outs[2, 'float32'])
+  assert not np.array_equal(outs[1000, 'bfloat16'], outs[1000, 'float32'])
+  np.testing.assert_allclose(outs[1000, 'bfloat16'], outs[1000, 'float32'], rtol=0.05, atol=0.02)

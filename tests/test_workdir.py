@@ -11,12 +11,16 @@ import re
 import shutil
 import subprocess
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from aae_jax import checkpoint
 from aae_jax import errors
 from aae_jax import evaluate
 from aae_jax import metrics as metrics_lib
+from aae_jax import parallel
 from aae_jax import train
 from aae_jax import workdir as workdir_lib
 from tests import helpers
@@ -302,6 +306,37 @@ def test_nan_guard_stops_before_saving_a_bad_state(tiny_dataset, tmp_path):
     train.train_and_evaluate(_config(**{'optim.recon.lr': 1e39}, allow_config_change=True),
                              str(tmp_path), tiny_dataset)
   assert _final(tmp_path, tiny_dataset) == before
+
+
+def test_nan_guard_names_the_phase_before_the_first_checkpoint(tiny_dataset, tmp_path):
+  # The loop's own flags see a finite reconstruction loss at step 1 and a
+  # non-finite one in the next phase; the replay names the phase whose update
+  # went wrong.
+  with pytest.raises(train.NonFiniteError, match=re.escape(
+      "Non-finite loss or parameters in phase 'recon' at step 1; the run stopped without "
+      'saving it. The last good checkpoint (step 0)')):
+    train.train_and_evaluate(_config(**{'optim.recon.lr': 1e39}), str(tmp_path), tiny_dataset)
+  assert not _steps(tmp_path)
+
+
+def test_the_chunk_checks_its_final_state_once(tiny_dataset):
+  exp = train.build(_config(), tiny_dataset)
+  dp = parallel.DataParallel('shard_map')
+  inputs = exp.chunk_inputs(dp, tiny_dataset.train.images)
+  good = exp.state
+  # NaN in the decoder's optimizer moments: the step's losses are computed before
+  # the update and stay finite (and no later phase reads the decoder); its state is not.
+  bad = good.replace(opt_state={**good.opt_state, 'recon': jax.tree.map(
+      lambda x: jnp.full_like(x, jnp.nan) if x.ndim == 2 and x.shape[-1] == 784 else x,
+      good.opt_state['recon'])})
+  names = [p.name for p in exp.phases]
+  for state, expected in ((good, None), (bad, (1, 'state'))):
+    _, metrics = exp.chunk(dp, 1)(dp.replicate(state), *inputs)
+    assert train.first_nonfinite([jax.device_get(metrics)], names, 1) == expected
+  two = [{**{train.GUARD_PREFIX + n: np.zeros(3) for n in names},
+          train.STATE_GUARD: np.array([0.0, 0.0, 1.0])}]
+  assert train.first_nonfinite(two, names, 11) == (13, 'state')
+  assert 'by step 13 (every loss finite)' in str(train.nonfinite_error(13, 'state', 10))
 
 
 def test_checkpoint_of_an_incompatible_config_is_refused_and_kept(tiny_dataset, tmp_path):
