@@ -31,7 +31,7 @@ Prints a table, then one JSON line with:
   written as plain JAX (``bench/plain_jax.py``: no keyed per-example noise, no
   guard flags or metrics, batches drawn with ``randint``; timed in alternation),
   and ``speedup_vs_plain_jax``: what the project's machinery costs (below 1) or saves.
-* with ``--vs_float32`` on a bfloat16 config: ``float32_examples_per_sec`` (the
+* with ``--vs_float32`` where the step computes in bfloat16: ``float32_examples_per_sec`` (the
   same step in float32, in alternation), ``speedup_vs_float32``, ``float32_mfu``.
 * with ``--breakdown``, where the step's time goes:
   ``sgd_examples_per_sec`` (the same step with plain SGD in every phase, timed
@@ -74,8 +74,9 @@ flags.DEFINE_string('weight_grad_variants', '', 'BATCH,K,N: only time the ways t
                     'a bf16 weight gradient (WEIGHT_GRAD_VARIANTS) at that shape and exit.')
 flags.DEFINE_bool('plain_jax', False, 'Also time the same phases written as plain JAX '
                   '(bench/plain_jax.py): speedup_vs_plain_jax.')
-flags.DEFINE_bool('vs_float32', False, 'With a bfloat16 config, also time the same step in '
-                  'float32, in alternation (speedup_vs_float32).')
+flags.DEFINE_bool('vs_float32', False, 'Where the config computes in bfloat16 (bfloat16, or '
+                  'auto on bfloat16 hardware), also time the same step in float32, in '
+                  'alternation (speedup_vs_float32).')
 flags.DEFINE_bool('epoch', True, 'Also time an epoch through the real training loop.')
 flags.DEFINE_integer('matmul_size', 2048, 'Side of the square matrices for the matmul rate.')
 flags.DEFINE_bool('breakdown', False, 'Also time the step with plain SGD and the matmuls '

@@ -61,7 +61,12 @@ class PlainJaxStep:
     self.x = jnp.asarray(dataset.train.images.reshape(len(dataset.train), -1))
     d = self.x.shape[1]
     bf16 = precision_lib.resolve(m.precision) == 'bfloat16'
-    matmul = precision_lib.bf16_matmul if bf16 else jnp.matmul
+
+    def matmul(x, w):  # the project's policy: narrow layers keep float32
+      if bf16 and min(w.shape) >= precision_lib.NARROW:
+        return precision_lib.bf16_matmul(x, w)
+      return x @ w
+
     k = iter(jax.random.split(jax.random.PRNGKey(config.seed), 8))
     y_z = m.decoder_input == 'y_z' and m.num_classes > 0
     params = {'trunk': _mlp_init(next(k), (d, *m.hidden), m.init_std),

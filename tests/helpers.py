@@ -18,7 +18,8 @@ def config(name: str, arg: str = 'smoke', **overrides):
   """
   c = importlib.import_module(f'configs.{name}').get_config(arg)
   c.data.verify_checksums = False
-  c.model.precision = 'float32'
+  if 'model' in c:
+    c.model.precision = 'float32'
   for key, value in overrides.items():
     target = c
     *path, leaf = key.split('.')

@@ -5,6 +5,7 @@ reported in one line. (Everything else runs in-process, through
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -46,7 +47,7 @@ def test_smoke_run_through_main(env, tmp_path):
   for figure in ('latent_test', 'prior_grid', 'samples', 'reconstructions'):
     assert (tmp_path / 'figures' / f'{figure}.png').stat().st_size > 1000
   assert (tmp_path / 'checkpoints' / '4').is_dir()
-  assert 'steps/s | ETA' in result.stderr
+  assert re.search(r'steps/s \((float32|bfloat16)\) \| ETA', result.stderr)
   assert json.loads((tmp_path / 'config.json').read_text())['num_train_steps'] == 4
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from aae_jax import errors
 from aae_jax import models
+from aae_jax import parallel
 from aae_jax import precision
 from aae_jax import train
 from aae_jax import workdir
@@ -66,8 +67,10 @@ def test_bfloat16_policy_trains_in_float32_state(tiny_dataset):
            'step': jnp.asarray(0)}
   results = {}
   for policy in ('float32', 'bfloat16'):
+    # Layers of 128: the smoke config's narrow ones keep float32 under either policy.
     exp = train.build(helpers.config('mnist_cluster', '16,smoke',
-                                     **{'model.precision': policy}), tiny_dataset)
+                                     **{'model.precision': policy, 'model.hidden': (128, 128),
+                                        'model.disc_hidden': (128, 128)}), tiny_dataset)
     state, metrics = helpers.run_step(exp.state, batch, exp.phases)
     dtypes = {leaf.dtype for leaf in jax.tree.leaves((state.params, state.opt_state))
               if jnp.issubdtype(leaf.dtype, jnp.floating)}
@@ -163,3 +166,18 @@ def test_narrow_layers_keep_float32_under_the_bfloat16_policy():
   np.testing.assert_array_equal(outs[2, 'bfloat16'], outs[2, 'float32'])
   assert not np.array_equal(outs[1000, 'bfloat16'], outs[1000, 'float32'])
   np.testing.assert_allclose(outs[1000, 'bfloat16'], outs[1000, 'float32'], rtol=0.05, atol=0.02)
+
+
+def test_auto_on_an_avx2_only_cpu_is_the_float32_step(tiny_dataset, monkeypatch):
+  monkeypatch.setattr(precision, '_cpu_flags', lambda: {'avx', 'avx2', 'fma'})
+  dp = parallel.DataParallel('shard_map')
+  texts = {}
+  for policy in ('auto', 'float32'):
+    exp = train.build(helpers.config('mnist_gaussian', **{'model.precision': policy}),
+                      tiny_dataset)
+    inputs = exp.chunk_inputs(dp, tiny_dataset.train.images)
+    program = dp.shard_map_program(exp.chunk_fn(dp.num_devices, 2), 1 + len(inputs),
+                                   sharded_argnums=(1, 2))
+    texts[policy] = program.lower(dp.replicate(exp.state), *inputs).as_text()
+  assert texts['auto'] == texts['float32']
+  assert 'bf16' not in texts['auto']
