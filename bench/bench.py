@@ -36,7 +36,10 @@ Prints a table, then one JSON line with:
 * with ``--breakdown``, where the step's time goes:
   ``sgd_examples_per_sec`` (the same step with plain SGD in every phase, timed
   in alternation) and ``optimizer_share`` (the share of the step's time the
-  optimizers' state updates take beyond that); ``step_shapes_matmul_gflops``,
+  optimizers' state updates take beyond that); ``checked_examples_per_sec``
+  (the same step with every phase's parameter check and gradient norm in every
+  step, in alternation) and ``checks_share`` (what they would cost: the share
+  of the step's time they add); ``step_shapes_matmul_gflops``,
   the matmul rate at the step's own shapes in its precision (every dense
   layer's forward, input gradient and weight gradient at the batch size; each
   kind also alone, ``step_<kind>_gflops``) and ``step_shapes_mfu_ceiling``,
@@ -225,7 +228,7 @@ def with_sgd(config):
 class JaxStep:
   """The compiled chunk of the config's train step on resident data."""
 
-  def __init__(self, config, dataset):
+  def __init__(self, config, dataset, check_params: bool = False):
     self.dp = parallel.DataParallel(config.parallel.backend)
     self.exp = train.build(config, dataset)
     self.batch_size, self.window = config.batch_size, config.steps_per_dispatch
@@ -243,7 +246,7 @@ class JaxStep:
                           *(abstract(e) for e in extra))
     self.args = self.exp.chunk_inputs(self.dp, train_split.images)
     self.state = self.dp.replicate(self.exp.state)
-    self.fn = self.exp.chunk(self.dp, self.window)
+    self.fn = self.exp.chunk(self.dp, self.window, check_params)
     self.state, m = self.fn(self.state, *self.args)
     jax.block_until_ready(m)
 
@@ -278,6 +281,14 @@ def epoch_seconds(config, dataset) -> float:
   return out['run/loop_seconds'] / out['run/loop_steps'] * steps_per_epoch
 
 
+def with_grad_norms(config):
+  """The config logging every phase's gradient norm (``log_grad_norms``)."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.log_grad_norms = True
+  return config
+
+
 def with_precision(config, policy: str):
   """The config with ``model.precision`` set to ``policy``."""
   config = config.copy_and_resolve_references()
@@ -309,6 +320,9 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
     others['plain_jax'] = plain_jax_lib.PlainJaxStep(config, dataset, window=jax_step.window)
   if breakdown:
     others['sgd'] = JaxStep(with_sgd(config), dataset)
+    # The step with every phase's parameter check and gradient norms in every
+    # step (what the loop ran before they became a replay and an option).
+    others['checked'] = JaxStep(with_grad_norms(config), dataset, check_params=True)
   policy = precision_lib.resolve(config.model.precision)  # 'auto' picks for this machine
   compare_fp32 = vs_float32 and policy != 'float32'
   if compare_fp32:
@@ -359,6 +373,7 @@ def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size
                              / (peaks['float32'] * 1e9))
   if breakdown:
     result['optimizer_share'] = 1 - rate / result['sgd_examples_per_sec']
+    result['checks_share'] = 1 - result['checked_examples_per_sec'] / rate
     products = step_products_gflops(dense_shapes(jax_step.exp.state.params),
                                     jax_step.batch_size // jax_step.dp.num_devices,
                                     precision=policy)

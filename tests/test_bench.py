@@ -54,6 +54,9 @@ def test_breakdown_times_sgd_and_the_step_shapes():
   assert result['sgd_examples_per_sec'] > 0 and len(result['sgd_window_examples_per_sec']) == 2
   assert result['optimizer_share'] == pytest.approx(
       1 - result['examples_per_sec'] / result['sgd_examples_per_sec'])
+  assert result['checks_share'] == pytest.approx(
+      1 - result['checked_examples_per_sec'] / result['examples_per_sec'])
+  assert bench.with_grad_norms(config).log_grad_norms and not config.log_grad_norms
   assert result['step_shapes_mfu_ceiling'] == pytest.approx(
       result['step_shapes_matmul_gflops'] / result['matmul_gflops'])
   kinds = [result[f'step_{kind}_gflops'] for kind in bench.PRODUCT_KINDS]
