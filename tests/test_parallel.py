@@ -73,13 +73,15 @@ def test_shard_rows_splits_and_pads_the_rows():
   np.testing.assert_array_equal(np.asarray(stacked).reshape(12, 3), np.asarray(rows))
 
 
+@pytest.mark.parametrize('num_devices', [4, 1])
 @pytest.mark.parametrize('backend', parallel.BACKENDS)
-def test_gather_rows_takes_any_rows_from_the_devices_that_hold_them(backend):
-  """The gathered global batch is plain indexing, whatever device holds each row."""
+def test_gather_rows_takes_any_rows_from_the_devices_that_hold_them(backend, num_devices):
+  """The gathered global batch is plain indexing, whatever device holds each row
+  (one device takes a shorter path to the same rows)."""
   images = np.random.default_rng(0).normal(size=(10, 5)).astype(np.float32)
   labels = np.arange(10, dtype=np.int32) * 7
   indices = np.array([9, 0, 4, 4, 8, 1, 3, 2])  # rows of every device, one repeated
-  dp = parallel.DataParallel(backend)
+  dp = parallel.DataParallel(backend, jax.devices()[:num_devices])
 
   def per_device(idx, x, y):
     x, y = parallel.gather_rows((x, y), idx)
