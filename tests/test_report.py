@@ -41,6 +41,8 @@ def write_run(folder: pathlib.Path, config='configs/mnist_semisup.py:1000', seed
   if recorded is None:
     try:
       recorded = report.committed_config(command)
+      if recorded.get('model', {}).get('precision') == 'auto':
+        recorded['model']['precision'] = 'float32'  # a run records what auto picked
     except ValueError:  # a command of no committed config
       recorded = {'seed': seed, 'batch_size': 100}
   (folder / 'config.json').write_text(json.dumps(recorded))
@@ -134,7 +136,7 @@ def test_a_single_run_shows_its_value_without_std(tmp_path):
   (result,) = [r for r in report.summarize(report.collect(tmp_path)) if r.runs]
   assert result.std is None
   assert report.format_ours(result) == '3.43'
-  assert '| 1x NVIDIA H100 |' in report.render([result], relative_to=tmp_path)
+  assert '| 1x NVIDIA H100, float32 |' in report.render([result], relative_to=tmp_path)
 
 
 def test_a_torn_last_line_is_skipped(tmp_path):
@@ -252,6 +254,28 @@ def _selected_test_error(folder):
   return best['step'], best['eval/test_error']
 
 
+def test_runs_of_another_precision_make_their_own_line(tmp_path):
+  for seed, (precision, test) in enumerate([('float32', 0.03), ('bfloat16', 0.05),
+                                            ('float32', 0.04)]):
+    recorded = report.committed_config('python -m aae_jax.main --config=configs/mnist_'
+                                       f'semisup.py:1000 --config.ema_decay=0.9 --config.seed={seed}')
+    recorded['model']['precision'] = precision
+    write_run(tmp_path / f'seed{seed}', seed=seed, recorded=recorded,
+              records=semisup_records([(0.05, test)]))
+  results = [r for r in report.summarize(report.collect(tmp_path))
+             if r.row.config == 'mnist_semisup.py:1000']
+  assert [[(x.run.seed, x.run.precision) for x in r.runs] for r in results] == [
+      [(0, 'float32'), (2, 'float32')], [(1, 'bfloat16')]]
+  assert results[0].mean == pytest.approx(0.035) and results[1].mean == pytest.approx(0.05)
+  lines = [l for l in report.render(results, relative_to=tmp_path).splitlines()
+           if 'mnist_semisup.py:1000' in l]
+  assert '| 2-core CPU, float32 |' in lines[0] and '| 2-core CPU, bfloat16 |' in lines[1]
+  assert all(not r.runs[0].run.differences for r in results)  # auto accepts either
+  names = {p.name for p in report.draw_curves(results, tmp_path / 'curves')}
+  assert names == {'mnist_semisup_1000__test_error.png',
+                   'mnist_semisup_1000__test_error__bfloat16.png'}
+
+
 def test_the_repository_results():
   """The 1000-label row, recomputed independently from the logged seeds' files."""
   folders = sorted(f for f in [RESULTS / 'mnist_semisup_1000',
@@ -261,7 +285,7 @@ def test_the_repository_results():
     pytest.skip('results/mnist_semisup_1000* is not in this checkout')
   expected = {f.resolve(): _selected_test_error(f) for f in folders}
   result = next(r for r in report.summarize(report.collect(RESULTS))
-                if r.row.config == 'mnist_semisup.py:1000')
+                if r.row.config == 'mnist_semisup.py:1000')  # float32, the first line
   assert {run.run.path.resolve() for run in result.runs} == set(expected)
   for run in result.runs:
     assert (run.step, run.value) == expected[run.run.path.resolve()]

@@ -8,7 +8,10 @@ A run is any folder under the results root (at any depth) holding ``metrics.json
 ``config.json`` and ``command.txt``. Its experiment is the first
 ``--config=configs/<file>.py[:<arg>]`` of ``command.txt`` (``#`` comments aside), its
 seed ``config.json``'s ``seed``, its hardware the line of an optional
-``hardware.txt`` (default: 2-core CPU). Each row of ``ROWS`` picks, per run, one eval
+``hardware.txt`` (default: 2-core CPU), its precision ``config.json``'s
+``model.precision`` (what ``auto`` picked; float32 before the field existed): a row
+pools the runs of one precision, and runs of another make a line of their own
+(float32 first; the hardware column names the precision). Each row of ``ROWS`` picks, per run, one eval
 record by a validation metric (never the test one) or takes the final eval, then
 aggregates over seeds: mean +- sample std (ddof=1) with two or more runs.
 
@@ -156,6 +159,9 @@ class Run:
   # Fields that change what is trained, where config.json differs from the committed
   # config of its command (field -> (recorded, committed)); empty: it passes.
   differences: dict = dataclasses.field(default_factory=dict)
+  # What its products computed in (config.json's model.precision; float32 before
+  # the field existed): a row pools the runs of one precision only.
+  precision: str = 'float32'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,8 +300,10 @@ def read_run(folder: pathlib.Path) -> Run | None:
     hardware = lines[0].strip() if lines else DEFAULT_HARDWARE
   differences = (config_differences(config, command) if isinstance(config, dict)
                  else {'config.json': ('not a JSON object', '')})
+  precision = workdir.migrate(config).get('model', {}).get('precision', 'float32') \
+      if isinstance(config, dict) else 'float32'
   return Run(folder, experiment, seed if isinstance(seed, int) else None, hardware,
-             tuple(read_records(folder / 'metrics.jsonl')), differences)
+             tuple(read_records(folder / 'metrics.jsonl')), differences, str(precision))
 
 
 def collect(root) -> list[Run]:
@@ -388,22 +396,28 @@ def run_result(run: Run, row: Row) -> RunResult | None:
 
 
 def summarize(runs, rows=ROWS) -> list[RowResult]:
-  """One RowResult per row, over the runs of its experiment ordered by seed; runs of
-  experiments not in ``rows`` are ignored."""
+  """One RowResult per row and precision its runs computed in (float32 first), over the
+  runs of its experiment ordered by seed; runs of experiments not in ``rows`` are ignored."""
   out = []
   for row in rows:
-    mine = sorted((r for r in runs if r.experiment == row.config),
-                  key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
-    results = []
-    for run in mine:
-      result = run_result(run, row)
-      if result is None:
-        logging.warning('%s: no eval record with %s%s; leaving the run out of %s.', run.path,
-                        row.metric, f' and {row.select.key}' if row.select else '', row.config)
-      else:
-        results.append(result)
-    out.append(RowResult(row, tuple(results)))
+    mine = [r for r in runs if r.experiment == row.config]
+    precisions = sorted({r.precision for r in mine}, key=lambda p: (p != 'float32', p))
+    for precision in precisions or ['float32']:
+      out.append(_row_result(row, [r for r in mine if r.precision == precision]))
   return out
+
+
+def _row_result(row, mine) -> RowResult:
+  """``row`` over ``mine`` (runs of its experiment, in one precision), ordered by seed."""
+  results = []
+  for run in sorted(mine, key=lambda r: (r.seed is None, r.seed or 0, str(r.path))):
+    result = run_result(run, row)
+    if result is None:
+      logging.warning('%s: no eval record with %s%s; leaving the run out of %s.', run.path,
+                      row.metric, f' and {row.select.key}' if row.select else '', row.config)
+    else:
+      results.append(result)
+  return RowResult(row, tuple(results))
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -517,7 +531,7 @@ def table_row(result: RowResult, relative_to) -> tuple[str, ...]:
            format_paper_at(row, runs), format_ours(result))
   if not runs:
     return fixed + (EMPTY,) * (len(HEADER) - len(fixed))
-  hardware = ', '.join(sorted({r.run.hardware for r in runs}))
+  hardware = ', '.join(sorted({f'{r.run.hardware}, {r.run.precision}' for r in runs}))
   gap = EMPTY if result.gap is None else format_gap(result.gap, row.unit)
   return fixed + (gap, format_seeds(runs), format_epochs(runs),
                   format_minutes(runs), hardware, format_links(runs, relative_to))
@@ -569,10 +583,12 @@ def update_readme(path, block: str) -> bool:
 # ----------------------------------------------------------------------------- curves
 
 
-def curve_name(row: Row) -> str:
-  """The file a row's learning curves go to, e.g. 'mnist_semisup_100_epochs=50__test_error.png'."""
+def curve_name(row: Row, precision: str = 'float32') -> str:
+  """The file a row's learning curves go to, e.g. 'mnist_semisup_100_epochs=50__test_error.png'
+  (runs in another precision than float32: '..._test_error__bfloat16.png')."""
   config = re.sub(r'[^A-Za-z0-9=]+', '_', row.config.replace('.py', '')).strip('_')
-  return f'{config}__{row.metric.split("/")[-1]}.png'
+  suffix = '' if precision == 'float32' else f'__{precision}'
+  return f'{config}__{row.metric.split("/")[-1]}{suffix}.png'
 
 
 def _curve(records, key):
@@ -630,11 +646,13 @@ def draw_curves(results, directory) -> list[pathlib.Path]:
       ax.set_yscale('log')
       for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
         axis(matplotlib.ticker.FormatStrFormatter('%g'))
-    ax.set_title(f'{row.id} {row.name} ({row.config})', fontsize=9)
+    precision = result.runs[0].run.precision
+    ax.set_title(f'{row.id} {row.name} ({row.config}'
+                 + (f', {precision}' if precision != 'float32' else '') + ')', fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = directory / curve_name(row)
+    path = directory / curve_name(row, result.runs[0].run.precision)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     written.append(path)
