@@ -183,7 +183,7 @@ def test_bad_input_is_a_user_error_before_anything_is_saved(idx_root, tmp_path, 
 @pytest.mark.parametrize('value,message', [
     ('configs/nope.py', 'no such file configs/nope.py; the experiments in configs/:'),
     ('configs/common.py', 'is not an experiment config'),
-    ('configs/mnist_gaussian.py:smok', "unknown word 'smok'"),
+    ('configs/mnist_mog.py:smok', "unknown word 'smok'"),
     ('configs/mnist_semisup.py:1001', "labels='1001' is not one of its choices"),
     ('BROKEN', 'does not load (line 1): SyntaxError'),
 ])
