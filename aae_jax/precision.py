@@ -153,9 +153,13 @@ def _bf16_dot_general(lhs, rhs, dimension_numbers, precision=None,
   if (tuple(contract_lhs), tuple(contract_rhs)) != ((lhs.ndim - 1,), (0,)) or batch_lhs \
       or batch_rhs or rhs.ndim != 2:
     raise NotImplementedError(f'bf16_matmul covers x @ kernel only, not {dimension_numbers}')
-  if min(rhs.shape) < NARROW:
-    return lax.dot_general(lhs, rhs, dimension_numbers)
-  return bf16_matmul(lhs, rhs)
+  return policy_matmul(lhs, rhs)
+
+
+def policy_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+  """x (..., K) @ w (K, N) under the bfloat16 policy: ``bf16_matmul`` for a wide
+  kernel, a float32 product for one with a side under ``NARROW``."""
+  return jnp.matmul(x, w) if min(w.shape) < NARROW else bf16_matmul(x, w)
 
 
 def dot_general(policy: str) -> Callable | None:

@@ -281,20 +281,26 @@ def epoch_seconds(config, dataset) -> float:
   return out['run/loop_seconds'] / out['run/loop_steps'] * steps_per_epoch
 
 
+def _with(config, field: str, value):
+  """A copy of ``config`` with the dotted ``field`` set to ``value``."""
+  config = config.copy_and_resolve_references()
+  *parents, leaf = field.split('.')
+  with config.unlocked():
+    node = config
+    for key in parents:
+      node = node[key]
+    node[leaf] = value
+  return config
+
+
 def with_grad_norms(config):
   """The config logging every phase's gradient norm (``log_grad_norms``)."""
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.log_grad_norms = True
-  return config
+  return _with(config, 'log_grad_norms', True)
 
 
 def with_precision(config, policy: str):
   """The config with ``model.precision`` set to ``policy``."""
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.model.precision = policy
-  return config
+  return _with(config, 'model.precision', policy)
 
 
 def run(config, *, windows: int, with_torch: bool, with_epoch: bool, matmul_size: int,

@@ -61,11 +61,7 @@ class PlainJaxStep:
     self.x = jnp.asarray(dataset.train.images.reshape(len(dataset.train), -1))
     d = self.x.shape[1]
     bf16 = precision_lib.resolve(m.precision) == 'bfloat16'
-
-    def matmul(x, w):  # the project's policy: narrow layers keep float32
-      if bf16 and min(w.shape) >= precision_lib.NARROW:
-        return precision_lib.bf16_matmul(x, w)
-      return x @ w
+    matmul = precision_lib.policy_matmul if bf16 else jnp.matmul
 
     k = iter(jax.random.split(jax.random.PRNGKey(config.seed), 8))
     y_z = m.decoder_input == 'y_z' and m.num_classes > 0
