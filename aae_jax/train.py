@@ -101,7 +101,7 @@ def train_step(state: TrainState, batch: dict, phase_list: Sequence[phases_lib.P
                              batch, key)
 
     (loss, (aux, new_stats)), grads = jax.value_and_grad(objective, has_aux=True)(owned)
-    grads = jax.lax.pmean(grads, parallel.AXIS)
+    grads = parallel.pmean(grads)
     finite = jnp.isfinite(loss)
     if grad_norms:
       norm = metrics[f'train/grad_norm_{phase.name}'] = optax.global_norm(grads)
@@ -114,7 +114,7 @@ def train_step(state: TrainState, batch: dict, phase_list: Sequence[phases_lib.P
     if check_params:
       finite &= all_finite(owned)
     metrics[f'{GUARD_PREFIX}{phase.name}'] = 1.0 - finite.astype(jnp.float32)
-  metrics = jax.lax.pmean(metrics, parallel.AXIS)
+  metrics = parallel.pmean(metrics)
   ema = state.ema
   if ema:
     ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema,

@@ -93,3 +93,25 @@ def test_gather_rows_takes_any_rows_from_the_devices_that_hold_them(backend, num
   x, y = jax.device_get((dp.unreplicate(x), y))  # compiled functions return (state, aux)
   np.testing.assert_array_equal(x, images[indices])
   np.testing.assert_array_equal(y, labels[indices])
+
+
+@pytest.mark.parametrize('num_devices', [4, 1])
+@pytest.mark.parametrize('backend', parallel.BACKENDS)
+def test_pmean_averages_over_the_devices_and_is_free_on_one(backend, num_devices):
+  """``parallel.pmean`` is ``lax.pmean``; on one device the program has no all-reduce
+  (XLA's CPU runtime copies the tree for a one-device all-reduce)."""
+  rows = np.arange(8, dtype=np.float32).reshape(8, 1) ** 2
+  dp = parallel.DataParallel(backend, jax.devices()[:num_devices])
+
+  def per_device(x):
+    return jax.lax.all_gather(parallel.pmean(x), parallel.AXIS, tiled=True), x
+
+  fn = dp.compile(per_device, donate_argnums=(), sharded_argnums=(0,))
+  means, _ = fn(dp.shard_rows(rows))
+  shares = rows.reshape(num_devices, -1, 1)
+  np.testing.assert_allclose(np.asarray(dp.unreplicate(means)),
+                             np.tile(shares.mean(0), (num_devices, 1)))
+  if backend == 'shard_map':
+    program = dp.shard_map_program(per_device, 1, sharded_argnums=(0,))
+    hlo = program.lower(dp.shard_rows(rows)).compile().as_text()
+    assert ('all-reduce' in hlo) == (num_devices > 1)
