@@ -39,6 +39,7 @@ import re
 import shlex
 import statistics
 import sys
+import textwrap
 
 from absl import flags
 from absl import logging
@@ -647,8 +648,9 @@ def draw_curves(results, directory) -> list[pathlib.Path]:
       for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
         axis(matplotlib.ticker.FormatStrFormatter('%g'))
     precision = result.runs[0].run.precision
-    ax.set_title(f'{row.id} {row.name} ({row.config}'
-                 + (f', {precision}' if precision != 'float32' else '') + ')', fontsize=9)
+    title = (f'{row.id} {row.name} ({row.config}'
+             + (f', {precision}' if precision != 'float32' else '') + ')')
+    ax.set_title('\n'.join(textwrap.wrap(title, 80)), fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
