@@ -3,7 +3,10 @@
     python -m aae_jax.main --config=configs/mnist_cluster.py:16 --workdir=runs/cluster_16
 
 The argument is the number of clusters (``16`` or ``30``; ``,smoke`` for tests);
-``,paper`` the paper's recipe (below); 20 epochs either way.
+``,paper`` the paper's recipe (below); 20 epochs either way, or ``epochs=100``
+(a 20-epoch workdir continues there with the same command at ``epochs=100``). The
+project's rate decays keep their place in the run (epochs 12 and 16 of 20, 60 and 80 of
+100); the paper's stay at epochs 50 and 1000.
 The semi-supervised architecture without its labelled phase: q(y|x) over n
 categories matched to a uniform one-hot prior by a categorical discriminator,
 style z to a Gaussian. Test error by the paper's rule (each cluster takes the
@@ -33,7 +36,7 @@ model's SGD (``common.paper_sgd``: momentum 0.9 and rate 0.01 for reconstruction
 from configs import common
 
 
-ARGS = dict(clusters=('16', '30'), paper=False)
+ARGS = dict(clusters=('16', '30'), epochs=('20', '100'), paper=False)
 
 
 def get_config(arg: str = '16'):
@@ -41,7 +44,7 @@ def get_config(arg: str = '16'):
   c = common.label_aware(common.base(), num_classes=int(a.clusters), style_dim=2,
                          num_labels=0)
   c.model.input_noise_std = 0.3
-  epochs = 20
+  epochs = int(a.epochs)
   c.num_train_steps = epochs * common.STEPS_PER_EPOCH
   c.eval_every = c.checkpoint_every = 4 * common.STEPS_PER_EPOCH
   if a.paper:
@@ -65,6 +68,6 @@ def get_config(arg: str = '16'):
   # random but informative logits rather than uniform ones (docs/clustering.md).
   c.model.init_std = 0.0
   common.set_optimizers(c, ('recon', 'disc', 'disc_y', 'gen'), 'adam', 5e-4, b1=0.5,
-                        decay_epochs=(12, 16),
+                        decay_epochs=(12 * epochs // 20, 16 * epochs // 20),
                         decay_factor=0.3)
   return common.smoke(c) if a.smoke else c
