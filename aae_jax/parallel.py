@@ -1,7 +1,7 @@
 """Data parallelism over a 1-D ``'batch'`` mesh of all devices of all processes.
 
 The train step is written per device, with explicit ``lax.pmean`` over
-``AXIS``. ``DataParallel.compile`` turns it into one program either with
+``AXIS`` (``pmean``: left out on one device). ``DataParallel.compile`` turns it into one program either with
 ``jax.jit`` over ``jax.shard_map`` (default) or with ``jax.pmap``. The state is
 replicated; the training set's rows are split over the devices
 (``shard_rows``), and each step gathers its global batch from them
