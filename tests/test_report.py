@@ -359,7 +359,7 @@ def test_a_run_whose_config_differs_is_marked_and_fails_the_check(tmp_path, caps
   same = write_run(tmp_path / 'r' / 'same', records=records)
   changed = report.committed_config((same / 'command.txt').read_text())
   changed['model']['hidden'] = [500, 500]
-  changed['num_train_steps'] = 7  # a run length: free, as on a rerun
+  changed['log_every'] = 7  # a logging field: free, as on a rerun
   changed['seed'] = 1
   write_run(tmp_path / 'r' / 'other', seed=1, records=records, recorded=changed)
   runs = {r.path.name: r for r in report.collect(tmp_path / 'r')}
@@ -379,3 +379,44 @@ def test_every_run_in_the_repositorys_table_passes_the_config_check():
   if not any(r.runs for r in results):
     pytest.skip('results/ has no runs in this checkout')
   assert report.provenance_failures(results) == []
+
+
+def test_a_run_of_another_length_passes_the_check_but_stays_out_of_its_row(tmp_path):
+  """Run length is free for the check (a workdir may continue to more epochs), but a
+  600-step probe with --config.num_train_steps must not be pooled into the row."""
+  records = semisup_records([(0.05, 0.06)])
+  write_run(tmp_path / 'r' / 'full', records=records)
+  probe = write_run(
+      tmp_path / 'r' / 'probe', seed=1, records=semisup_records([(0.5, 0.6)]),
+      command='python -m aae_jax.main --config=configs/mnist_semisup.py:1000 '
+              '--config.num_train_steps=600 --config.seed=1 --workdir=runs/p')
+  runs = {r.path.name: r for r in report.collect(tmp_path / 'r')}
+  assert runs['probe'].differences == {} and not runs['probe'].full_length
+  assert runs['full'].full_length
+  [result] = [x for x in report.summarize(runs.values())
+              if x.row.config == 'mnist_semisup.py:1000']
+  assert [r.run.path.name for r in result.runs] == ['full']
+  assert result.mean == pytest.approx(0.06)
+  assert json.loads((probe / 'config.json').read_text())['num_train_steps'] == 600
+
+
+def test_a_workdir_continued_to_more_epochs_takes_its_length_from_the_history(tmp_path):
+  """config.json is the first segment's (50 epochs); config_history.jsonl's last
+  segment says the run went on to the 500 of its command's config."""
+  command = ('python -m aae_jax.main --config=configs/mnist_semisup.py:100,paper,epochs=500 '
+             '--config.seed=0 --workdir=runs/x')
+  first = report.committed_config(command.replace('epochs=500', 'epochs=50'))
+  first['model']['precision'] = 'float32'
+  folder = write_run(tmp_path / 'r' / 'long', command=command, recorded=first,
+                     records=semisup_records([(0.07, 0.08)]))
+  [run] = report.collect(tmp_path / 'r')
+  assert run.length == (25_000, 250_000) and not run.full_length  # config.json alone
+  last = report.committed_config(command)
+  (folder / 'config_history.jsonl').write_text(''.join(
+      json.dumps({'start_step': step, 'config': config}) + '\n'
+      for step, config in ((0, first), (25_000, last))))
+  [run] = report.collect(tmp_path / 'r')
+  assert run.length == (250_000, 250_000) and run.differences == {}
+  [result] = [x for x in report.summarize([run])
+              if x.row.config == 'mnist_semisup.py:100,paper,epochs=500']
+  assert result.mean == pytest.approx(0.08)

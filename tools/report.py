@@ -13,7 +13,10 @@ seed ``config.json``'s ``seed``, its hardware the line of an optional
 pools the runs of one precision, and runs of another make a line of their own
 (float32 first; the hardware column names the precision). Each row of ``ROWS`` picks, per run, one eval
 record by a validation metric (never the test one) or takes the final eval, then
-aggregates over seeds: mean +- sample std (ddof=1) with two or more runs.
+aggregates over seeds: mean +- sample std (ddof=1) with two or more runs. A row pools
+only runs that trained its config's length (``num_train_steps``; for a workdir continued
+to more epochs, the last segment's in an optional ``config_history.jsonl``), so a short
+probe of the same config stays out of it.
 
 Provenance: each run's ``config.json`` is checked against the config its
 ``command.txt`` builds from the committed ``configs/`` (its ``--config.*`` overrides
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -167,6 +171,15 @@ class Run:
   # What its products computed in (config.json's model.precision; float32 before
   # the field existed): a row pools the runs of one precision only.
   precision: str = 'float32'
+  # Its run length against its experiment's (the committed config with no overrides):
+  # (recorded num_train_steps, the experiment's). A row pools only runs of its own
+  # length: the check leaves run length free (a workdir may continue to more epochs),
+  # so a short probe with --config.num_train_steps would otherwise join the row.
+  length: tuple = (None, None)
+
+  @property
+  def full_length(self) -> bool:
+    return self.length[0] == self.length[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,9 +224,10 @@ class RowResult:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_records(path: pathlib.Path) -> list[dict]:
-  """The JSON objects of a metrics.jsonl, one per line; lines that do not parse
-  (a torn last write) or lack 'step' are skipped."""
+def read_records(path: pathlib.Path, key: str = 'step') -> list[dict]:
+  """The JSON objects of a metrics.jsonl (or another JSON-lines file whose records
+  carry an integer ``key``), one per line; lines that do not parse (a torn last
+  write) or lack ``key`` are skipped."""
   records = []
   with open(path, encoding='utf-8', errors='replace') as f:
     for number, line in enumerate(f, 1):
@@ -224,10 +238,10 @@ def read_records(path: pathlib.Path) -> list[dict]:
       except ValueError:
         logging.warning('%s:%d: skipping a line that is not JSON.', path, number)
         continue
-      if isinstance(record, dict) and isinstance(record.get('step'), int):
+      if isinstance(record, dict) and isinstance(record.get(key), int):
         records.append(record)
       else:
-        logging.warning('%s:%d: skipping a line without an integer "step".', path, number)
+        logging.warning('%s:%d: skipping a line without an integer "%s".', path, number, key)
   return records
 
 
@@ -308,7 +322,31 @@ def read_run(folder: pathlib.Path) -> Run | None:
   precision = workdir.migrate(config).get('model', {}).get('precision', 'float32') \
       if isinstance(config, dict) else 'float32'
   return Run(folder, experiment, seed if isinstance(seed, int) else None, hardware,
-             tuple(read_records(folder / 'metrics.jsonl')), differences, str(precision))
+             tuple(read_records(folder / 'metrics.jsonl')), differences, str(precision),
+             (trained_length(folder, config), experiment_length(experiment)))
+
+
+def trained_length(folder: pathlib.Path, config) -> int | None:
+  """The run length it trained to: the last segment's ``num_train_steps`` in
+  ``config_history.jsonl`` where the folder has one (a workdir continued to more epochs
+  keeps its first segment's ``config.json``), else ``config.json``'s."""
+  history = folder / workdir.HISTORY_NAME
+  if history.is_file():
+    segments = read_records(history, key='start_step')
+    if segments and isinstance(segments[-1].get('config'), dict):
+      return segments[-1]['config'].get('num_train_steps')
+  return config.get('num_train_steps') if isinstance(config, dict) else None
+
+
+@functools.lru_cache(maxsize=None)
+def experiment_length(experiment: str, configs_dir=CONFIGS_DIR) -> int | None:
+  """``num_train_steps`` of ``<file>.py[:<arg>]`` as committed; None where it does not
+  build."""
+  try:
+    return committed_config(f'--config=configs/{experiment}', configs_dir).get(
+        'num_train_steps')
+  except ValueError:
+    return None
 
 
 def collect(root) -> list[Run]:
@@ -402,7 +440,14 @@ def run_result(run: Run, row: Row) -> RunResult | None:
 
 def summarize(runs, rows=ROWS) -> list[RowResult]:
   """One RowResult per row and precision its runs computed in (float32 first), over the
-  runs of its experiment ordered by seed; runs of experiments not in ``rows`` are ignored."""
+  runs of its experiment that trained its length, ordered by seed; runs of experiments
+  not in ``rows`` are ignored, runs of another length left out with a warning."""
+  reported = {row.config for row in rows}
+  for r in runs:
+    if r.experiment in reported and not r.full_length:
+      logging.warning('%s: trained for %s steps where %s trains %s; leaving it out of its '
+                      'row.', r.path, r.length[0], r.experiment, r.length[1])
+  runs = [r for r in runs if r.full_length]
   out = []
   for row in rows:
     mine = [r for r in runs if r.experiment == row.config]
