@@ -9,6 +9,8 @@
 #      (python -m aae_jax.main: batches on device, eval with figures, a checkpoint).
 # Everything it prints goes to files under OUT_DIR; a failed part is recorded in
 # OUT_DIR/status.txt and the others still run.
+# Under results/, git ignores the epoch's checkpoints/ and tensorboard/ (.gitignore):
+# the folder is kept for its logs, metrics and figures.
 #
 #   AAE_DATA_DIR=/path/to/data bench/device_check.sh OUT_DIR        (real MNIST)
 #   SMOKE=1 AAE_DATA_DIR=<tiny IDX folder> bench/device_check.sh OUT_DIR   (the tests)
