@@ -36,7 +36,7 @@ def write_run(folder: pathlib.Path, config='configs/mnist_semisup.py:1000', seed
   (folder / 'metrics.jsonl').write_text(lines + tail)
   if command is None:
     command = (f'# from a clean clone\npython -m aae_jax.main --config={config} '
-               f'--config.ema_decay=0.9 --config.seed={seed} --workdir=runs/x'
+               f'--config.log_every=50 --config.seed={seed} --workdir=runs/x'
                '   # note: --config=configs/other.py')
   if recorded is None:
     try:
@@ -258,7 +258,7 @@ def test_runs_of_another_precision_make_their_own_line(tmp_path):
   for seed, (precision, test) in enumerate([('float32', 0.03), ('bfloat16', 0.05),
                                             ('float32', 0.04)]):
     recorded = report.committed_config('python -m aae_jax.main --config=configs/mnist_'
-                                       f'semisup.py:1000 --config.ema_decay=0.9 --config.seed={seed}')
+                                       f'semisup.py:1000 --config.log_every=50 --config.seed={seed}')
     recorded['model']['precision'] = precision
     write_run(tmp_path / f'seed{seed}', seed=seed, recorded=recorded,
               records=semisup_records([(0.05, test)]))
@@ -420,3 +420,25 @@ def test_a_workdir_continued_to_more_epochs_takes_its_length_from_the_history(tm
   [result] = [x for x in report.summarize([run])
               if x.row.config == 'mnist_semisup.py:100,paper,epochs=500']
   assert result.mean == pytest.approx(0.08)
+
+
+def test_a_run_with_overrides_of_the_recipe_passes_the_check_but_stays_out_of_its_row(tmp_path):
+  """A probe of other decay epochs records its command's config (it passes the check)
+  but is not the row's recipe; seed, precision and logging overrides are."""
+  full = write_run(tmp_path / 'r' / 'full', records=semisup_records([(0.05, 0.06)]),
+                   command='python -m aae_jax.main --config=configs/mnist_semisup.py:1000 '
+                           '--config.seed=0 --config.model.precision=float32 '
+                           '--config.log_every=50 --workdir=runs/f')
+  probe = write_run(
+      tmp_path / 'r' / 'probe', seed=1, records=semisup_records([(0.01, 0.02)]),
+      command="python -m aae_jax.main --config=configs/mnist_semisup.py:1000 --config.seed=1 "
+              "--config.optim.recon.decay_epochs='(10,1000)' --workdir=runs/p")
+  runs = {r.path.name: r for r in report.collect(tmp_path / 'r')}
+  assert runs['probe'].differences == {} and runs['probe'].full_length
+  assert list(runs['probe'].overrides) == ['optim.recon.decay_epochs']
+  assert runs['full'].overrides == {}
+  [result] = [x for x in report.summarize(runs.values())
+              if x.row.config == 'mnist_semisup.py:1000']
+  assert [r.run.path for r in result.runs] == [full]
+  assert json.loads((probe / 'config.json').read_text())['optim']['recon']['decay_epochs'] == [
+      10, 1000]

@@ -176,6 +176,11 @@ class Run:
   # length: the check leaves run length free (a workdir may continue to more epochs),
   # so a short probe with --config.num_train_steps would otherwise join the row.
   length: tuple = (None, None)
+  # What its command's --config.* overrides change in what is trained, besides the seed
+  # and the precision (field -> (with them, the experiment's)): a probe of another
+  # recipe (say, other decay epochs) passes the check, as its config.json is its
+  # command's, but is not the row's recipe; a row pools only runs with none.
+  overrides: dict = dataclasses.field(default_factory=dict)
 
   @property
   def full_length(self) -> bool:
@@ -264,10 +269,11 @@ def parse_experiment(command: str) -> str | None:
   return None
 
 
-def committed_config(command: str, configs_dir=CONFIGS_DIR) -> dict:
+def committed_config(command: str, configs_dir=CONFIGS_DIR, keep=None) -> dict:
   """The config (as JSON) that ``command`` trains with the configs in ``configs_dir``:
-  its ``--config=<file>.py[:<arg>]`` and ``--config.*`` overrides, parsed by absl as
-  ``aae_jax.main`` parses them. Raises ValueError when they do not apply."""
+  its ``--config=<file>.py[:<arg>]`` and ``--config.*`` overrides (only those of the
+  fields in ``keep`` when given), parsed by absl as ``aae_jax.main`` parses them.
+  Raises ValueError when they do not apply."""
   experiment = parse_experiment(command)
   if experiment is None:
     raise ValueError('no --config=<file>.py in the command')
@@ -276,8 +282,10 @@ def committed_config(command: str, configs_dir=CONFIGS_DIR) -> dict:
   if not file.is_file():
     raise ValueError(f'{file} is not a committed config')
   line = next(line for line in _code_lines(command) if _CONFIG_RE.search(line))
-  argv = ['report', f'--config={file}' + (f':{arg}' if arg else ''),
-          *(w for w in shlex.split(line) if w.startswith('--config.'))]
+  words = [w for w in shlex.split(line) if w.startswith('--config.')]
+  if keep is not None:
+    words = [w for w in words if w[len('--config.'):].partition('=')[0] in keep]
+  argv = ['report', f'--config={file}' + (f':{arg}' if arg else ''), *words]
   values = flags.FlagValues()
   config_flags.DEFINE_config_file('config', None, 'experiment config', flag_values=values,
                                   lock_config=True, sys_argv=argv)
@@ -296,6 +304,23 @@ def config_differences(recorded: dict, command: str, configs_dir=CONFIGS_DIR) ->
   except ValueError as e:
     return {'<command>': (str(e), '')}
   return workdir.trained_differences(recorded, committed)
+
+
+# The overrides a row's runs may carry: which seed, and the precision (a row makes one
+# line per precision).
+ROW_OVERRIDES = ('seed', 'model.precision')
+
+
+def recipe_overrides(command: str, configs_dir=CONFIGS_DIR) -> dict:
+  """The fields that ``command``'s overrides change in what is trained, besides
+  ``ROW_OVERRIDES``: field -> (with the overrides, the experiment's); empty when none
+  or when the command does not build (the check reports that)."""
+  try:
+    full = committed_config(command, configs_dir)
+    base = committed_config(command, configs_dir, keep=ROW_OVERRIDES)
+  except ValueError:
+    return {}
+  return workdir.trained_differences(full, base)
 
 
 def read_run(folder: pathlib.Path) -> Run | None:
@@ -323,7 +348,8 @@ def read_run(folder: pathlib.Path) -> Run | None:
       if isinstance(config, dict) else 'float32'
   return Run(folder, experiment, seed if isinstance(seed, int) else None, hardware,
              tuple(read_records(folder / 'metrics.jsonl')), differences, str(precision),
-             (trained_length(folder, config), experiment_length(experiment)))
+             (trained_length(folder, config), experiment_length(experiment)),
+             recipe_overrides(command))
 
 
 def trained_length(folder: pathlib.Path, config) -> int | None:
@@ -441,13 +467,19 @@ def run_result(run: Run, row: Row) -> RunResult | None:
 def summarize(runs, rows=ROWS) -> list[RowResult]:
   """One RowResult per row and precision its runs computed in (float32 first), over the
   runs of its experiment that trained its length, ordered by seed; runs of experiments
-  not in ``rows`` are ignored, runs of another length left out with a warning."""
+  not in ``rows`` are ignored, runs of another length or with overrides of the recipe
+  (``Run.overrides``) left out with a warning."""
   reported = {row.config for row in rows}
   for r in runs:
-    if r.experiment in reported and not r.full_length:
+    if r.experiment not in reported:
+      continue
+    if not r.full_length:
       logging.warning('%s: trained for %s steps where %s trains %s; leaving it out of its '
                       'row.', r.path, r.length[0], r.experiment, r.length[1])
-  runs = [r for r in runs if r.full_length]
+    elif r.overrides:
+      logging.warning('%s: its command overrides %s of %s; leaving it out of its row.',
+                      r.path, ', '.join(sorted(r.overrides)), r.experiment)
+  runs = [r for r in runs if r.full_length and not r.overrides]
   out = []
   for row in rows:
     mine = [r for r in runs if r.experiment == row.config]
