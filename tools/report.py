@@ -269,11 +269,10 @@ def parse_experiment(command: str) -> str | None:
   return None
 
 
-def committed_config(command: str, configs_dir=CONFIGS_DIR, keep=None) -> dict:
+def committed_config(command: str, configs_dir=CONFIGS_DIR) -> dict:
   """The config (as JSON) that ``command`` trains with the configs in ``configs_dir``:
-  its ``--config=<file>.py[:<arg>]`` and ``--config.*`` overrides (only those of the
-  fields in ``keep`` when given), parsed by absl as ``aae_jax.main`` parses them.
-  Raises ValueError when they do not apply."""
+  its ``--config=<file>.py[:<arg>]`` and ``--config.*`` overrides, parsed by absl as
+  ``aae_jax.main`` parses them. Raises ValueError when they do not apply."""
   experiment = parse_experiment(command)
   if experiment is None:
     raise ValueError('no --config=<file>.py in the command')
@@ -282,10 +281,8 @@ def committed_config(command: str, configs_dir=CONFIGS_DIR, keep=None) -> dict:
   if not file.is_file():
     raise ValueError(f'{file} is not a committed config')
   line = next(line for line in _code_lines(command) if _CONFIG_RE.search(line))
-  words = [w for w in shlex.split(line) if w.startswith('--config.')]
-  if keep is not None:
-    words = [w for w in words if w[len('--config.'):].partition('=')[0] in keep]
-  argv = ['report', f'--config={file}' + (f':{arg}' if arg else ''), *words]
+  argv = ['report', f'--config={file}' + (f':{arg}' if arg else ''),
+          *(w for w in shlex.split(line) if w.startswith('--config.'))]
   values = flags.FlagValues()
   config_flags.DEFINE_config_file('config', None, 'experiment config', flag_values=values,
                                   lock_config=True, sys_argv=argv)
@@ -296,31 +293,21 @@ def committed_config(command: str, configs_dir=CONFIGS_DIR, keep=None) -> dict:
   return json.loads(values.config.to_json_best_effort(sort_keys=True))
 
 
-def config_differences(recorded: dict, command: str, configs_dir=CONFIGS_DIR) -> dict:
-  """Where a run's recorded config differs from the committed one of its command in a
-  field that changes what is trained (``workdir.trained_differences``)."""
-  try:
-    committed = committed_config(command, configs_dir)
-  except ValueError as e:
-    return {'<command>': (str(e), '')}
-  return workdir.trained_differences(recorded, committed)
-
-
 # The overrides a row's runs may carry: which seed, and the precision (a row makes one
 # line per precision).
 ROW_OVERRIDES = ('seed', 'model.precision')
 
 
-def recipe_overrides(command: str, configs_dir=CONFIGS_DIR) -> dict:
-  """The fields that ``command``'s overrides change in what is trained, besides
+def recipe_overrides(committed: dict, experiment: str, configs_dir=CONFIGS_DIR) -> dict:
+  """The fields where ``committed`` (a command's config, overrides applied) differs
+  from its experiment's committed config in what is trained, besides
   ``ROW_OVERRIDES``: field -> (with the overrides, the experiment's); empty when none
-  or when the command does not build (the check reports that)."""
-  try:
-    full = committed_config(command, configs_dir)
-    base = committed_config(command, configs_dir, keep=ROW_OVERRIDES)
-  except ValueError:
+  or when the experiment does not build."""
+  base = _experiment_config(experiment, configs_dir)
+  if base is None:
     return {}
-  return workdir.trained_differences(full, base)
+  return {k: d for k, d in workdir.trained_differences(committed, json.loads(base)).items()
+          if k not in ROW_OVERRIDES}
 
 
 def read_run(folder: pathlib.Path) -> Run | None:
@@ -342,14 +329,23 @@ def read_run(folder: pathlib.Path) -> Run | None:
   if hardware_file.is_file():
     lines = hardware_file.read_text(encoding='utf-8').strip().splitlines()
     hardware = lines[0].strip() if lines else DEFAULT_HARDWARE
-  differences = (config_differences(config, command) if isinstance(config, dict)
-                 else {'config.json': ('not a JSON object', '')})
+  try:
+    committed, error = committed_config(command), None
+  except ValueError as e:
+    committed, error = None, str(e)
+  # Where config.json differs from its command's config in what is trained.
+  if not isinstance(config, dict):
+    differences = {'config.json': ('not a JSON object', '')}
+  elif committed is None:
+    differences = {'<command>': (error, '')}
+  else:
+    differences = workdir.trained_differences(config, committed)
   precision = workdir.migrate(config).get('model', {}).get('precision', 'float32') \
       if isinstance(config, dict) else 'float32'
   return Run(folder, experiment, seed if isinstance(seed, int) else None, hardware,
              tuple(read_records(folder / 'metrics.jsonl')), differences, str(precision),
              (trained_length(folder, config), experiment_length(experiment)),
-             recipe_overrides(command))
+             recipe_overrides(committed, experiment) if committed is not None else {})
 
 
 def trained_length(folder: pathlib.Path, config) -> int | None:
@@ -365,14 +361,21 @@ def trained_length(folder: pathlib.Path, config) -> int | None:
 
 
 @functools.lru_cache(maxsize=None)
+def _experiment_config(experiment: str, configs_dir=CONFIGS_DIR) -> str | None:
+  """``<file>.py[:<arg>]`` as committed, with no overrides, as JSON text (built once
+  per experiment; text, so no caller can change the cached value); None where it does
+  not build."""
+  try:
+    return json.dumps(committed_config(f'--config=configs/{experiment}', configs_dir))
+  except ValueError:
+    return None
+
+
 def experiment_length(experiment: str, configs_dir=CONFIGS_DIR) -> int | None:
   """``num_train_steps`` of ``<file>.py[:<arg>]`` as committed; None where it does not
   build."""
-  try:
-    return committed_config(f'--config=configs/{experiment}', configs_dir).get(
-        'num_train_steps')
-  except ValueError:
-    return None
+  base = _experiment_config(experiment, configs_dir)
+  return None if base is None else json.loads(base).get('num_train_steps')
 
 
 def collect(root) -> list[Run]:
