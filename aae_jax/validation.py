@@ -49,6 +49,11 @@ def _fraction(field, value, closed: bool = False):
 def check_optimizer(field: str, o) -> None:
   _positive(f'{field}.lr', o.lr)
   _fraction(f'{field}.momentum', o.momentum)
+  _fraction(f'{field}.dampening', o.dampening, closed=True)
+  if o.dampening and o.name != 'sgd':
+    raise errors.UserError(
+        f'{field}.dampening={o.dampening!r} applies to sgd\'s momentum only, and '
+        f'{field}.name is {o.name!r}: set {field}.dampening=0 or {field}.name=sgd.')
   _fraction(f'{field}.b1', o.b1)
   _fraction(f'{field}.b2', o.b2)
   _positive(f'{field}.decay_factor', o.decay_factor)

@@ -128,7 +128,8 @@ class Lock:
 
 # Fields added to the configs after runs were logged, each with the value that
 # reproduces what a run whose config.json lacks it trained (the behaviour before the
-# field existed; a new field's default always keeps it).
+# field existed; a new field's default always keeps it). '*' stands for every key
+# at that level (every phase of ``optim``).
 ADDED_FIELDS = {
     'data.exclude_class': -1,
     'loss.recon_reduction': 'sum',
@@ -137,7 +138,18 @@ ADDED_FIELDS = {
     'model.disc_z_sees_y': False,
     'model.precision': 'float32',
     'model.regularizer': 'adversarial',
+    'optim.*.dampening': 0.0,
 }
+
+
+def _parents(tree: dict, keys: list[str]) -> list[dict]:
+  """The dicts that ``keys`` (a path, '*' for any key) leads to from ``tree``."""
+  nodes = [tree]
+  for key in keys:
+    nodes = [child for node in nodes
+             for child in (node.values() if key == '*' else [node.get(key)])
+             if isinstance(child, dict)]
+  return nodes
 
 
 def migrate(recorded: dict) -> dict:
@@ -147,13 +159,8 @@ def migrate(recorded: dict) -> dict:
   out = json.loads(json.dumps(recorded))
   for field, value in ADDED_FIELDS.items():
     *parents, leaf = field.split('.')
-    node = out
-    for key in parents:
-      node = node.get(key) if isinstance(node.get(key), dict) else None
-      if node is None:
-        break
-    if node is not None and leaf not in node:
-      node[leaf] = value
+    for node in _parents(out, parents):
+      node.setdefault(leaf, value)
   prior = out.get('prior')
   if isinstance(prior, dict) and prior.get('name') in priors.NAMES:
     own = priors.default_config(prior['name'])

@@ -10,11 +10,16 @@ import ml_collections
 from aae_jax import priors
 
 
-def optimizer(name='adam', lr=1e-3, *, momentum=0.9, b1=0.9, b2=0.999,
+def optimizer(name='adam', lr=1e-3, *, momentum=0.9, dampening=0.0, b1=0.9, b2=0.999,
               decay_epochs=(), decay_factor=0.1, clip=0.0):
-  """One phase's optimizer: 'sgd' (with momentum) or 'adam', step-decayed by epoch."""
+  """One phase's optimizer: 'sgd' (with momentum) or 'adam', step-decayed by epoch.
+
+  ``dampening`` (sgd only): the momentum trace adds ``(1 - dampening) * g``
+  (aae_jax/optim.py, ``dampened_trace``); 0 is optax's and PyTorch's default, and
+  ``dampening=momentum`` was Torch7's, whose steady step is ``lr * g`` instead of
+  ``lr * g / (1 - momentum)``."""
   return ml_collections.ConfigDict(dict(
-      name=name, lr=lr, momentum=momentum, b1=b1, b2=b2,
+      name=name, lr=lr, momentum=momentum, dampening=dampening, b1=b1, b2=b2,
       decay_epochs=tuple(decay_epochs), decay_factor=decay_factor, clip=clip))
 
 

@@ -356,8 +356,11 @@ def _recorded_before_the_new_fields(config) -> dict:
   before ``prior`` held its own fields only recorded it."""
   old = json.loads(config.to_json_best_effort(sort_keys=True))
   for field in workdir_lib.ADDED_FIELDS:
-    parent, leaf = field.rsplit('.', 1)
-    old[parent].pop(leaf)
+    *parents, leaf = field.split('.')
+    nodes = workdir_lib._parents(old, parents)
+    assert nodes, field  # the test config has the field, so removing it is a real test
+    for node in nodes:
+      node.pop(leaf)
   old['prior'].update(radius=4.0, scale=3.0, num_components=10)  # other priors' fields
   return old
 
@@ -380,6 +383,11 @@ def test_migration_keeps_real_differences():
   new = json.loads(config.to_json_best_effort(sort_keys=True))
   assert workdir_lib.trained_differences(old, new) == {
       'loss.recon_reduction': ('sum', 'mean')}
+  # The same for a field added under every phase of ``optim``.
+  config.loss.recon_reduction = 'sum'
+  config.optim.gen.dampening = 0.1
+  new = json.loads(config.to_json_best_effort(sort_keys=True))
+  assert workdir_lib.trained_differences(old, new) == {'optim.gen.dampening': (0.0, 0.1)}
   # A field missing from the record that is not a known addition stays a difference.
   del old['model']['hidden']
   assert 'model.hidden' in workdir_lib.trained_differences(old, new)
