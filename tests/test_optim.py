@@ -21,7 +21,7 @@ def _gradients(steps=6, shape=(3, 4), seed=0):
 
 
 def _run(tx, grads, x0):
-  params, state, path = {'w': jnp.asarray(x0)}, None, []
+  params, path = {'w': jnp.asarray(x0)}, []
   state = tx.init(params)
   for g in grads:
     updates, state = tx.update({'w': jnp.asarray(g)}, state, params)
