@@ -142,7 +142,7 @@ ADDED_FIELDS = {
 }
 
 
-def _parents(tree: dict, keys: list[str]) -> list[dict]:
+def nodes_at(tree: dict, keys: list[str]) -> list[dict]:
   """The dicts that ``keys`` (a path, '*' for any key) leads to from ``tree``."""
   nodes = [tree]
   for key in keys:
@@ -159,7 +159,7 @@ def migrate(recorded: dict) -> dict:
   out = json.loads(json.dumps(recorded))
   for field, value in ADDED_FIELDS.items():
     *parents, leaf = field.split('.')
-    for node in _parents(out, parents):
+    for node in nodes_at(out, parents):
       node.setdefault(leaf, value)
   prior = out.get('prior')
   if isinstance(prior, dict) and prior.get('name') in priors.NAMES:

@@ -357,7 +357,7 @@ def _recorded_before_the_new_fields(config) -> dict:
   old = json.loads(config.to_json_best_effort(sort_keys=True))
   for field in workdir_lib.ADDED_FIELDS:
     *parents, leaf = field.split('.')
-    nodes = workdir_lib._parents(old, parents)
+    nodes = workdir_lib.nodes_at(old, parents)
     assert nodes, field  # the test config has the field, so removing it is a real test
     for node in nodes:
       node.pop(leaf)
