@@ -169,7 +169,7 @@ PAPER_DECAY_EPOCHS = (50, 1000)  # the appendix: every rate / 10 after epochs 50
 
 
 def paper_sgd(c, phases=PHASES, decay_epochs=PAPER_DECAY_EPOCHS, adversarial_clip=5.0,
-              recon_clip=100.0):
+              recon_clip=100.0, torch7=False):
   """The appendix's optimizers as this project reads them: SGD with momentum 0.9
   for reconstruction (rate 0.01) and cross-entropy (0.1), momentum 0.1 for both
   adversarial players (0.1); each rate / 10 at ``decay_epochs``; weights N(0, 0.01),
@@ -183,14 +183,22 @@ def paper_sgd(c, phases=PHASES, decay_epochs=PAPER_DECAY_EPOCHS, adversarial_cli
   (100 labels seed 2, 1000 labels seeds 1 and 2) turned non-finite at steps 100-242.
   With the cost averaged over pixels instead (``loss.recon_reduction='mean'``) nothing
   diverges but reconstruction stalls near 530 nats for 4 epochs and the 100-label
-  error was 22.5 % after 50 epochs."""
+  error was 22.5 % after 50 epochs.
+
+  ``torch7``: momentum as Torch7's ``optim.sgd`` (and PyTorch's ``SGD``) define it
+  with their dampening set to the momentum, Torch7's default: each phase's
+  ``dampening`` is its momentum, so a steady gradient g moves the weights by
+  ``lr * g`` rather than ``lr * g / (1 - momentum)`` (10x less for reconstruction and
+  cross-entropy). The rates as stated may assume either convention; the paper does not
+  say (docs/paper_recipe.md)."""
   decay = dict(decay_epochs=decay_epochs, decay_factor=0.1)
   rates = dict(recon=(0.01, 0.9, recon_clip), supervised=(0.1, 0.9, 0.0),
                disc=(0.1, 0.1, adversarial_clip), disc_y=(0.1, 0.1, adversarial_clip),
                gen=(0.1, 0.1, adversarial_clip))
   for phase in phases:
     lr, momentum, clip = rates[phase]
-    set_optimizers(c, (phase,), 'sgd', lr, momentum=momentum, clip=clip, **decay)
+    set_optimizers(c, (phase,), 'sgd', lr, momentum=momentum, clip=clip,
+                   dampening=momentum if torch7 else 0.0, **decay)
   c.loss.recon_reduction = 'sum'
   c.model.init_std = 0.01
   return c
@@ -200,6 +208,13 @@ def prior(name: str, **fields) -> ml_collections.ConfigDict:
   """``config.prior`` for the prior ``name`` (aae_jax/priors.py): its name and its
   own fields, at their defaults unless given; e.g. ``prior('gaussian', dim=8, std=5.0)``."""
   return ml_collections.ConfigDict(priors.default_config(name, **fields))
+
+
+# The paper-recipe flags every config with ``,paper`` takes: ``torch7`` reads its
+# momenta as Torch7 did (``paper_sgd``).
+PAPER_FLAGS = dict(paper=False, torch7=False)
+# A flag that only means something beside another: parse_arg refuses it alone.
+FLAG_REQUIRES = dict(torch7='paper')
 
 
 def parse_arg(arg: str, **spec) -> ml_collections.ConfigDict:
@@ -243,6 +258,9 @@ def parse_arg(arg: str, **spec) -> ml_collections.ConfigDict:
       out[key] = value.lower() == 'true'
     else:
       fail(f'{key} is a flag: give it alone or as {key}=true|false')
+  for key, needed in FLAG_REQUIRES.items():
+    if out.get(key) and not out.get(needed):
+      fail(f'{key!r} modifies {needed!r}; add it ({needed},{key})')
   return ml_collections.ConfigDict(out)
 
 

@@ -3,7 +3,8 @@
     python -m aae_jax.main --config=configs/mnist_cluster.py:16 --workdir=runs/cluster_16
 
 The argument is the number of clusters (``16`` or ``30``; ``,smoke`` for tests);
-``,paper`` the paper's recipe (below); 20 epochs either way, or ``epochs=100``
+``,paper`` the paper's recipe (below; ``,paper,torch7`` with Torch7's momentum
+convention, ``common.paper_sgd``); 20 epochs either way, or ``epochs=100``
 (a 20-epoch workdir continues there with the same command at ``epochs=100``). The
 project's rate decays keep their place in the run (epochs 12 and 16 of 20, 60 and 80 of
 100); the paper's stay at epochs 50 and 1000.
@@ -39,7 +40,7 @@ epochs (five seeds); seed 0 at ``epochs=100`` 26.3 %, flat from epoch 40 on
 from configs import common
 
 
-ARGS = dict(clusters=('16', '30'), epochs=('20', '100'), paper=False)
+ARGS = dict(clusters=('16', '30'), epochs=('20', '100'), **common.PAPER_FLAGS)
 
 
 def get_config(arg: str = '16'):
@@ -53,7 +54,7 @@ def get_config(arg: str = '16'):
   if a.paper:
     c.model.hidden = c.model.disc_hidden = (3000, 3000)
     c.model.disc_y_input_noise_std = 0.0
-    common.paper_sgd(c, ('recon', 'disc', 'disc_y', 'gen'))
+    common.paper_sgd(c, ('recon', 'disc', 'disc_y', 'gen'), torch7=a.torch7)
     c.eval_every = c.checkpoint_every = common.STEPS_PER_EPOCH
     return common.smoke(c) if a.smoke else c
   # q(y, z) matched to q(y) p(z): the z discriminator also sees q(y|x), so a

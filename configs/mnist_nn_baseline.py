@@ -26,8 +26,7 @@ at 46.8 steps/s beside another run): 6.01 +- 0.07 % over the three; at ``:all,ep
 from configs import common
 from configs import mnist_semisup
 
-ARGS = dict(mnist_semisup.ARGS)
-del ARGS['paper']
+ARGS = {k: v for k, v in mnist_semisup.ARGS.items() if k not in common.PAPER_FLAGS}
 
 
 def get_config(arg: str = '1000'):

@@ -26,13 +26,14 @@ within 322.2-324.2 from epoch 55 on; 117.9 min of training (7.1 steps/s). Three 
 (``common.paper_sgd`` on the reconstruction and the two adversarial phases: momentum 0.9
 and rate 0.01 for the summed Euclidean cost, 0.1 and 0.1 for the players, gradients
 clipped at norm 5 (players) and 100 (reconstruction), every rate / 10 after epoch 50),
-N(0, 0.01) weights.
+N(0, 0.01) weights; ``:paper,torch7`` with Torch7's momentum convention
+(``common.paper_sgd``).
 """
 
 from configs import common
 
 
-ARGS = dict(epochs=('30', '100'), paper=False)
+ARGS = dict(epochs=('30', '100'), **common.PAPER_FLAGS)
 
 
 def get_config(arg: str = ''):
@@ -41,7 +42,7 @@ def get_config(arg: str = ''):
   epochs = int(a.epochs)  # base(): 30 epochs, decays at 15 and 25
   c.num_train_steps = epochs * common.STEPS_PER_EPOCH
   if a.paper:
-    common.paper_sgd(c, ('recon', 'disc', 'gen'))
+    common.paper_sgd(c, ('recon', 'disc', 'gen'), torch7=a.torch7)
   else:
     for phase in common.PHASES:
       c.optim[phase].decay_epochs = common.scaled_decays(c.optim[phase].decay_epochs, 30,

@@ -8,7 +8,9 @@ class-balanced labelled set drawn from the training split with ``seed``
 that many epochs of Adam instead of 10, with the decay points scaled and an eval
 every epoch; ``,paper`` the paper's SGD recipe (``common.paper_sgd``: its rates,
 momenta, N(0, 0.01) init and decays after epochs 50 and 1000; the paper's 5000
-epochs with ``,epochs=5000``; no parameter average); ``,smoke`` the test-sized run.
+epochs with ``,epochs=5000``; no parameter average); ``,paper,torch7`` the same with
+its momenta read as Torch7's ``optim.sgd`` read them (dampening = momentum: each step
+is the rate times the averaged gradient); ``,smoke`` the test-sized run.
 Each step runs five phases, each with its own optimizer: reconstruction, the
 Gaussian discriminator on z, the categorical discriminator on q(y|x), the
 generator (the encoder fools both), cross-entropy on a labelled batch. Metrics:
@@ -40,7 +42,7 @@ from configs import common
 
 LABELS = {'100': 100, '1000': 1000, 'all': -1}
 ARGS = dict(labels=('1000', '100', 'all'),
-            epochs=('10', '50', '100', '500', '5000'), paper=False)
+            epochs=('10', '50', '100', '500', '5000'), **common.PAPER_FLAGS)
 
 
 def get_config(arg: str = '1000'):
@@ -54,7 +56,7 @@ def get_config(arg: str = '1000'):
   c.ema_decay = 0.999  # evaluate the parameter average (about the last 1,000 steps)
   epochs = int(a.epochs)
   if a.paper:
-    common.paper_sgd(c)
+    common.paper_sgd(c, torch7=a.torch7)
     # The paper evaluates its weights as trained, with no parameter average (whose
     # start from the initial weights would also weigh 61 % at epoch 1).
     c.ema_decay = 0.0

@@ -25,11 +25,13 @@ def _module(name):
 
 
 def variants(name) -> list[str]:
-  """Each choice of the config's first key with choices, and each flag on its own."""
+  """Each choice of the config's first key with choices, and each flag on its own
+  (with the flag it requires, if any)."""
   spec = _module(name).ARGS
   choices = [v for v in spec.values() if isinstance(v, tuple)]
   words = list(choices[0]) if choices else ['']
-  flags = [k for k, v in spec.items() if isinstance(v, bool)]
+  flags = [','.join(filter(None, (common.FLAG_REQUIRES.get(k), k)))
+           for k, v in spec.items() if isinstance(v, bool)]
   return words + [f'{words[0]},{f}'.lstrip(',') for f in flags]
 
 
@@ -62,6 +64,14 @@ def test_parse_arg_takes_keys_flags_and_a_bare_first_value():
 def test_parse_arg_rejects_unknown_words_without_choices(arg, message):
   with pytest.raises(ValueError, match=message):
     common.parse_arg(arg)
+
+
+@pytest.mark.parametrize('name', ['mnist_semisup', 'mnist_cluster', 'mnist_parzen'])
+def test_torch7_needs_paper(name):
+  module = importlib.import_module(f'configs.{name}')
+  with pytest.raises(ValueError, match="'torch7' modifies 'paper'; add it"):
+    module.get_config('torch7')
+  module.get_config('paper,torch7')  # builds
 
 
 @pytest.mark.parametrize('arg,message', [
@@ -239,6 +249,23 @@ def test_paper_cluster_and_parzen_recipes_use_the_paper_sgd_and_nets():
   assert tuple(p.optim.recon.decay_epochs) == (50, 1000)
   assert (p.loss.reconstruction, p.loss.recon_reduction) == ('squared_error', 'sum')
   assert mnist_parzen.get_config('epochs=100').optim.recon.name == 'adam'  # unchanged
+
+
+@pytest.mark.parametrize('name,arg', [('mnist_semisup', '100,paper,epochs=50'),
+                                      ('mnist_cluster', '16,paper'),
+                                      ('mnist_parzen', 'paper,epochs=100')])
+def test_torch7_damps_each_paper_phase_by_its_momentum_and_changes_nothing_else(name, arg):
+  module = importlib.import_module(f'configs.{name}')
+  paper, torch7 = (json.loads(module.get_config(a).to_json_best_effort())
+                   for a in (arg, arg + ',torch7'))
+  differences = workdir_lib.trained_differences(torch7, paper)
+  damped = {k.split('.')[1] for k in differences}
+  assert set(differences) == {f'optim.{phase}.dampening' for phase in damped}
+  # every SGD phase of the recipe, and only those (the cluster model's unused
+  # supervised phase keeps Adam, where dampening would be refused)
+  assert damped == {p for p, o in paper['optim'].items() if o['name'] == 'sgd'}
+  for phase in damped:
+    assert differences[f'optim.{phase}.dampening'] == (paper['optim'][phase]['momentum'], 0.0)
 
 
 def test_recon_reduction_scales_the_objective_and_refuses_unknown_values():

@@ -119,8 +119,8 @@ _SEMISUP = (('100', '1.90 ± 0.10', '25.80'), ('1000', '1.60 ± 0.08', '8.73'),
 
 def _semisup_rows(labels: str, paper: str, baseline: str) -> tuple[Row, ...]:
   """E5 for ``labels``: the 10-epoch default, 50 epochs of this project's recipe and of
-  the paper's (``,paper``; 500 epochs of it too at 100 labels), and the NN baseline at
-  50 epochs."""
+  the paper's (``,paper``, and read with Torch7's momentum, ``,paper,torch7``; 500
+  epochs of the paper's too at 100 labels), and the NN baseline at 50 epochs."""
   what = f'{labels} labels'
   early = _SEMISUP_100_EPOCHS if labels == '100' else ()
   return (
@@ -130,6 +130,9 @@ def _semisup_rows(labels: str, paper: str, baseline: str) -> tuple[Row, ...]:
           'eval/test_error', paper, 'percent', False, _BY_VALID_ERROR, early),
       Row('E5', f'MNIST, {what}, paper recipe, 50 epochs',
           f'mnist_semisup.py:{labels},paper,epochs=50', 'eval/test_error', paper,
+          'percent', False, _BY_VALID_ERROR, early),
+      Row('E5', f'MNIST, {what}, paper recipe, Torch7 momentum, 50 epochs',
+          f'mnist_semisup.py:{labels},paper,torch7,epochs=50', 'eval/test_error', paper,
           'percent', False, _BY_VALID_ERROR, early),
       *((Row('E5', f'MNIST, {what}, paper recipe, 500 epochs',
              f'mnist_semisup.py:{labels},paper,epochs=500', 'eval/test_error', paper,
