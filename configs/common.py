@@ -225,7 +225,8 @@ def parse_arg(arg: str, **spec) -> ml_collections.ConfigDict:
   separated by commas: ``key=value``, a flag's name, or a bare value of the first
   key with choices (``1000,paper`` = ``labels=1000,paper``). Every config also
   takes ``smoke`` (the test-sized run). An unknown word or value is a ValueError
-  naming what the argument accepts, so a typo never runs the full experiment.
+  naming what the argument accepts, so a typo never runs the full experiment; so is
+  a flag of ``FLAG_REQUIRES`` without the flag it modifies (``torch7`` alone).
   """
   spec = {**spec, 'smoke': False}
   choice_keys = [k for k, v in spec.items() if isinstance(v, tuple)]
