@@ -158,7 +158,9 @@ ROWS = (
           'nats', True, Select('eval/parzen_valid_ll', lower_is_better=False))
       for name, config in (('', 'mnist_parzen.py'),
                            (', 100 epochs', 'mnist_parzen.py:epochs=100'),
-                           (', paper recipe, 100 epochs', 'mnist_parzen.py:paper,epochs=100'))),
+                           (', paper recipe, 100 epochs', 'mnist_parzen.py:paper,epochs=100'),
+                           (', paper recipe, Torch7 momentum, 100 epochs',
+                            'mnist_parzen.py:paper,torch7,epochs=100'))),
 )
 
 
