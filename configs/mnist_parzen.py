@@ -27,8 +27,8 @@ within 322.2-324.2 from epoch 55 on; 117.9 min of training (7.1 steps/s). Three 
 and rate 0.01 for the summed Euclidean cost, 0.1 and 0.1 for the players, gradients
 clipped at norm 5 (players) and 100 (reconstruction), every rate / 10 after epoch 50),
 N(0, 0.01) weights; ``:paper,torch7`` with Torch7's momentum convention
-(``common.paper_sgd``): 320.7 nats at ``epochs=100``, seed 0 (bfloat16; results/
-mnist_parzen_paper_torch7_100ep), against 302.7 for ``:paper`` on that seed.
+(``common.paper_sgd``): 320.7 nats at ``epochs=100``, seed 0 (bfloat16;
+results/mnist_parzen_paper_torch7_100ep), against 302.7 for ``:paper`` on that seed.
 """
 
 from configs import common
