@@ -68,7 +68,7 @@ def test_parse_arg_rejects_unknown_words_without_choices(arg, message):
 
 @pytest.mark.parametrize('name', ['mnist_semisup', 'mnist_cluster', 'mnist_parzen'])
 def test_torch7_needs_paper(name):
-  module = importlib.import_module(f'configs.{name}')
+  module = _module(name)
   with pytest.raises(ValueError, match="'torch7' modifies 'paper'; add it"):
     module.get_config('torch7')
   module.get_config('paper,torch7')  # builds
@@ -255,7 +255,7 @@ def test_paper_cluster_and_parzen_recipes_use_the_paper_sgd_and_nets():
                                       ('mnist_cluster', '16,paper'),
                                       ('mnist_parzen', 'paper,epochs=100')])
 def test_torch7_damps_each_paper_phase_by_its_momentum_and_changes_nothing_else(name, arg):
-  module = importlib.import_module(f'configs.{name}')
+  module = _module(name)
   paper, torch7 = (json.loads(module.get_config(a).to_json_best_effort())
                    for a in (arg, arg + ',torch7'))
   differences = workdir_lib.trained_differences(torch7, paper)
